@@ -1,0 +1,212 @@
+import * as tf from '@tensorflow/tfjs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { BACKEND_IDS, type BackendId, type Precision } from '../../src-shared/engine-config';
+import { QuadraError } from '../../src-shared/errors';
+import type { GpuInfo, NvidiaSmiStatus } from '../../src-shared/hardware';
+
+/**
+ * The one place that chooses the compute backend. Chain: tfjs-node-gpu (CUDA) → tfjs-node (native
+ * CPU) → tfjs wasm (SIMD) → tfjs cpu (pure JS, ~20× slower than wasm: only when nothing else loads).
+ */
+
+export interface BackendStatus {
+  id: BackendId;
+  available: boolean;
+  /** Why it is or is not usable, in one line a user can act on. */
+  reason: string;
+}
+
+export interface BackendCapabilities {
+  /** tfjs computes in float32 only, on every backend. */
+  precisions: Precision[];
+  precisionNote: string;
+  simd: boolean | null;
+  /** Compute threads one engine uses: libtensorflow runs its own pool; wasm in Node has one thread. */
+  threads: number;
+}
+
+export interface BackendSelection {
+  id: BackendId;
+  /** tfjs's own name for it ('tensorflow', 'wasm' or 'cpu'). */
+  tfjsName: string;
+  capabilities: BackendCapabilities;
+  /** One line per backend tried: the chosen one and why each earlier one was skipped. */
+  report: BackendStatus[];
+}
+
+export interface GpuSituation {
+  gpus: GpuInfo[];
+  nvidiaSmi: NvidiaSmiStatus;
+}
+
+const TFJS_NAME: Record<BackendId, string> = {
+  'tensorflow-gpu': 'tensorflow',
+  tensorflow: 'tensorflow',
+  wasm: 'wasm',
+  cpu: 'cpu',
+};
+
+const PRECISION_NOTE =
+  'TensorFlow.js computes in float32 only: fp16 and mixed precision are not available on any current tfjs backend';
+
+const require = createRequire(import.meta.url);
+
+let nativePackageLoaded: 'gpu' | 'cpu' | null = null;
+let selected: BackendSelection | null = null;
+
+export function isBackendId(value: string): value is BackendId {
+  return (BACKEND_IDS as readonly string[]).includes(value);
+}
+
+/** Refuses fp16/mixed with the reason: tfjs has no reduced-precision compute. */
+export function assertPrecisionSupported(precision: Precision, backend: BackendId): void {
+  if (precision !== 'fp32') {
+    throw new QuadraError('UNSUPPORTED', `precision '${precision}' is not available on backend '${backend}': ${PRECISION_NOTE}. Use fp32.`, {
+      field: 'precision',
+    });
+  }
+}
+
+/**
+ * Initialises the requested backend, or with 'auto' the first of the chain that works. Safe to call
+ * again: the backend chosen first stays (tfjs keeps one native binding per process).
+ */
+export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSituation): Promise<BackendSelection> {
+  if (selected && (requested === 'auto' || requested === selected.id)) return selected;
+  // Native backends read this when they load; set before, so several processes can share a GPU.
+  process.env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
+  const order: BackendId[] = requested === 'auto' ? [...BACKEND_IDS] : [requested];
+  const report: BackendStatus[] = [];
+  for (const id of order) {
+    const status = await tryBackend(id, gpu);
+    if (!status.available) {
+      report.push(status);
+      continue;
+    }
+    await activate(id);
+    report.push({ id, available: true, reason: `selected: ${status.reason}` });
+    selected = { id, tfjsName: TFJS_NAME[id], capabilities: await capabilities(id), report };
+    return selected;
+  }
+  const why = report.map((r) => `${r.id}: ${r.reason}`).join('; ');
+  throw new QuadraError('BACKEND_UNAVAILABLE', requested === 'auto' ? `no compute backend could start (${why})` : `backend '${requested}' is not available: ${why}`, {
+    report,
+  });
+}
+
+/** What each backend would do on this machine, without changing the active one (for `quadra hardware`). */
+export async function probeBackends(gpu: GpuSituation): Promise<BackendStatus[]> {
+  const active = tf.getBackend();
+  const statuses: BackendStatus[] = [];
+  for (const id of BACKEND_IDS) statuses.push(await tryBackend(id, gpu));
+  if (active && tf.getBackend() !== active) await tf.setBackend(active);
+  return statuses;
+}
+
+export function formatBackendReport(report: BackendStatus[]): string[] {
+  return report.map((r) => `${r.id}: ${r.reason}`);
+}
+
+async function tryBackend(id: BackendId, gpu: GpuSituation): Promise<BackendStatus> {
+  switch (id) {
+    case 'tensorflow-gpu':
+      return tryNative('gpu', gpu);
+    case 'tensorflow':
+      return tryNative('cpu', gpu);
+    case 'wasm':
+      return tryWasm();
+    case 'cpu':
+      return { id, available: true, reason: 'pure-JavaScript tfjs backend (always works, slowest)' };
+  }
+}
+
+async function tryNative(kind: 'gpu' | 'cpu', gpu: GpuSituation): Promise<BackendStatus> {
+  const id: BackendId = kind === 'gpu' ? 'tensorflow-gpu' : 'tensorflow';
+  const pkg = kind === 'gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
+  if (kind === 'gpu' && gpu.gpus.length === 0) {
+    const why = gpu.nvidiaSmi.available ? 'nvidia-smi lists no GPU' : gpu.nvidiaSmi.reason;
+    return { id, available: false, reason: `no NVIDIA GPU found (${why})` };
+  }
+  if (nativePackageLoaded && nativePackageLoaded !== kind) {
+    const other = nativePackageLoaded === 'gpu' ? 'tensorflow-gpu' : 'tensorflow';
+    return { id, available: false, reason: `skipped: ${other} is already loaded in this process (one libtensorflow per process)` };
+  }
+  try {
+    require.resolve(pkg);
+  } catch {
+    return {
+      id,
+      available: false,
+      reason: `not installed (${pkg} is an optional dependency; npm drops it when its install step — the libtensorflow download — fails)`,
+    };
+  }
+  try {
+    if (!nativePackageLoaded) {
+      require(pkg);
+      nativePackageLoaded = kind;
+    }
+  } catch (error) {
+    return { id, available: false, reason: explainNativeFailure(kind, error) };
+  }
+  const where = kind === 'gpu' ? `CUDA on ${gpu.gpus.map((g) => g.name).join(', ')}` : 'native libtensorflow on the CPU';
+  return { id, available: true, reason: `${pkg} loaded (${where})` };
+}
+
+/** Turns a native load error into the action a user can take. */
+export function explainNativeFailure(kind: 'gpu' | 'cpu', error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const firstLine = message.split('\n')[0] ?? message;
+  const lib = /(lib(?:cudart|cudnn|cublas|cufft|curand|cusolver|cusparse)[\w.]*\.so[\w.]*)/.exec(message)?.[1];
+  if (kind === 'gpu' && lib) {
+    return `NVIDIA GPU found but ${lib} missing — tfjs-node-gpu needs CUDA 11.2 and cuDNN 8.1`;
+  }
+  if (/tfjs_binding\.node/.test(message)) {
+    return 'installed but its native binding is missing (its install step, which downloads libtensorflow, did not run or failed; run `npm rebuild` where the download works)';
+  }
+  if (/libtensorflow/.test(message)) {
+    return `libtensorflow could not be loaded: ${firstLine}`;
+  }
+  return `failed to load: ${firstLine}`;
+}
+
+let wasmConfigured = false;
+
+async function tryWasm(): Promise<BackendStatus> {
+  try {
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    if (!wasmConfigured) {
+      // In Node the .wasm binaries are read from the package's dist folder (asar-unpacked when packaged).
+      const dist = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+      wasm.setWasmPaths(dist + path.sep);
+      wasmConfigured = true;
+    }
+    const before = tf.getBackend();
+    const ok = await tf.setBackend('wasm');
+    if (!ok) return { id: 'wasm', available: false, reason: 'the wasm backend failed to initialise (see the warning above)' };
+    const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+    if (before && before !== 'wasm') await tf.setBackend(before);
+    return { id: 'wasm', available: true, reason: `WebAssembly${simd ? ' with SIMD' : ' without SIMD (slower)'}, single thread (no wasm threads in Node)` };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { id: 'wasm', available: false, reason: `failed to initialise: ${message.split('\n')[0]}` };
+  }
+}
+
+async function activate(id: BackendId): Promise<void> {
+  const ok = await tf.setBackend(TFJS_NAME[id]);
+  if (!ok) throw new QuadraError('BACKEND_UNAVAILABLE', `backend '${id}' failed to initialise`);
+  await tf.ready();
+}
+
+async function capabilities(id: BackendId): Promise<BackendCapabilities> {
+  const simd = id === 'wasm' ? Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) : null;
+  const threads = id === 'tensorflow' || id === 'tensorflow-gpu' ? os.availableParallelism() : 1;
+  return { precisions: ['fp32'], precisionNote: PRECISION_NOTE, simd, threads };
+}
+
+/** Only for tests that switch backends inside one process. */
+export function resetBackendSelectionForTests(): void {
+  selected = null;
+}

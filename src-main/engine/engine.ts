@@ -1,0 +1,222 @@
+import type { BackendId, EngineConfig, EngineConfigInput } from '../../src-shared/engine-config';
+import { parseEngineConfig } from '../../src-shared/engine-config';
+import { QuadraError } from '../../src-shared/errors';
+import { queryGpus } from '../hardware/nvidia-smi';
+import { assertPrecisionSupported, selectBackend, type BackendSelection, type GpuSituation } from './backends';
+import { initialParameters } from './init';
+import type { ForwardResult, LossParts, ModelKernel, OptimizerState } from './kernel';
+import { buildLayout, type ParamLayout } from './layout';
+import { Rng } from './random';
+import { TfjsKernel } from './tfjs-kernel';
+
+export interface EngineOptions {
+  config?: EngineConfigInput;
+  /** 'auto' (default) walks the backend chain; a named backend must start or creation fails. */
+  backend?: BackendId | 'auto';
+  /** GPUs already detected by the caller; detected here (nvidia-smi) when absent. */
+  gpu?: GpuSituation;
+  /** Data-parallel rank: dropout masks differ per rank, so shards see independent masks. */
+  rank?: number;
+}
+
+export interface StepResult extends LossParts {
+  /** Training steps completed, this one included. */
+  step: number;
+}
+
+/** Everything needed to continue training exactly where it stopped. */
+export interface EngineState {
+  parameters: Float32Array;
+  optimizer: OptimizerState;
+  fieldState: Float32Array;
+  step: number;
+}
+
+export interface MemoryStats {
+  backend: BackendId;
+  tensors: number;
+  tensorBytes: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+}
+
+export interface BenchmarkResult {
+  backend: BackendId;
+  iterations: number;
+  batchSize: number;
+  totalTimeS: number;
+  msPerStep: number;
+  samplesPerSec: number;
+}
+
+/**
+ * The Quadra Matrix oscillator engine (DESIGN.md §4): a neural-field autoencoder and a LIF spiking
+ * network trained together with two AdamW optimisers, on whichever backend the kernel runs.
+ */
+export class OscillatorEngine {
+  readonly config: EngineConfig;
+  readonly backend: BackendSelection;
+  readonly layout: ParamLayout;
+  readonly rank: number;
+  #kernel: ModelKernel;
+  #fieldState: Float32Array;
+  #step = 0;
+
+  private constructor(config: EngineConfig, backend: BackendSelection, kernel: ModelKernel, rank: number) {
+    this.config = config;
+    this.backend = backend;
+    this.layout = kernel.layout;
+    this.rank = rank;
+    this.#kernel = kernel;
+    // The field state vector: N(0, 0.1²), seeded.
+    this.#fieldState = new Rng(config.seed ^ 0x5eed).fillNormal(new Float32Array(config.model.fieldSize), 0.1);
+  }
+
+  static async create(options: EngineOptions = {}): Promise<OscillatorEngine> {
+    const config = parseEngineConfig(options.config ?? {});
+    const requested = options.backend ?? 'auto';
+    if (requested !== 'auto') assertPrecisionSupported(config.precision, requested);
+    const layout = buildLayout(config.model);
+    const gpu = options.gpu ?? (await detectGpus(requested));
+    const backend = await selectBackend(requested, gpu);
+    assertPrecisionSupported(config.precision, backend.id);
+    const kernel = new TfjsKernel(backend.id, config.model, layout, initialParameters(layout, config.seed));
+    return new OscillatorEngine(config, backend, kernel, options.rank ?? 0);
+  }
+
+  get step(): number {
+    return this.#step;
+  }
+
+  get kernel(): ModelKernel {
+    return this.#kernel;
+  }
+
+  /** Forward, backward and one AdamW step. A non-finite loss stops before the update: DIVERGED. */
+  trainStep(batch: Float32Array, rows = this.#rowsOf(batch)): StepResult {
+    const parts = this.computeGradients(batch, rows);
+    this.applyGradients();
+    return { ...parts, step: this.#step };
+  }
+
+  /** First half of a step, for data-parallel training: gradients stay pending in the kernel. */
+  computeGradients(batch: Float32Array, rows = this.#rowsOf(batch)): LossParts {
+    const parts = this.#kernel.computeGradients(batch, rows, this.#dropoutSeed());
+    if (!Number.isFinite(parts.loss)) {
+      throw new QuadraError('DIVERGED', `loss became ${parts.loss} at step ${this.#step + 1}; parameters were left as they were before this step`, {
+        step: this.#step + 1,
+        reconstructionLoss: parts.reconstructionLoss,
+        spikeLoss: parts.spikeLoss,
+      });
+    }
+    return parts;
+  }
+
+  applyGradients(): void {
+    this.#kernel.applyGradients(this.config.optimizer);
+    this.#step += 1;
+  }
+
+  /** Evaluation forward (no dropout, no gradients). */
+  processBatch(batch: Float32Array, rows = this.#rowsOf(batch)): ForwardResult {
+    return this.#kernel.forward(batch, rows);
+  }
+
+  /**
+   * field ← field + rate·(f(x) − field), with f(x) the eval-mode field output averaged over the
+   * rows of x (the reference broadcast a batch into the state's shape; a mean keeps it a vector).
+   */
+  updateField(x: Float32Array, rows = this.#rowsOf(x), rate = this.config.fieldUpdateRate): Float32Array {
+    const F = this.config.model.fieldSize;
+    const { fieldOutput } = this.#kernel.forward(x, rows);
+    for (let j = 0; j < F; j++) {
+      let mean = 0;
+      for (let i = 0; i < rows; i++) mean += fieldOutput[i * F + j]!;
+      mean /= rows;
+      this.#fieldState[j] = this.#fieldState[j]! + rate * (mean - this.#fieldState[j]!);
+    }
+    return Float32Array.from(this.#fieldState);
+  }
+
+  get fieldState(): Float32Array {
+    return Float32Array.from(this.#fieldState);
+  }
+
+  getState(): EngineState {
+    return {
+      parameters: this.#kernel.getParameters(),
+      optimizer: this.#kernel.getOptimizerState(),
+      fieldState: Float32Array.from(this.#fieldState),
+      step: this.#step,
+    };
+  }
+
+  /** Restores a full state; partial states (e.g. weights only, from PyTorch) leave the rest as is. */
+  setState(state: Partial<EngineState>): void {
+    if (state.fieldState && state.fieldState.length !== this.config.model.fieldSize) {
+      throw new QuadraError('SHAPE_MISMATCH', `field_state: expected [${this.config.model.fieldSize}], got [${state.fieldState.length}]`);
+    }
+    if (state.parameters) this.#kernel.setParameters(state.parameters);
+    if (state.optimizer) this.#kernel.setOptimizerState(state.optimizer);
+    if (state.fieldState) this.#fieldState = Float32Array.from(state.fieldState);
+    if (state.step !== undefined) this.#step = state.step;
+  }
+
+  memoryStats(): MemoryStats {
+    const kernelMemory = this.#kernel.memory();
+    const usage = process.memoryUsage();
+    return {
+      backend: this.backend.id,
+      tensors: kernelMemory.tensors,
+      tensorBytes: kernelMemory.bytes,
+      rssBytes: usage.rss,
+      heapUsedBytes: usage.heapUsed,
+    };
+  }
+
+  /** The reference benchmark: 10 warm-up processBatch calls, then `iterations` timed trainSteps on N(0,1) data. */
+  benchmark(iterations = 100): BenchmarkResult {
+    if (!Number.isInteger(iterations) || iterations < 1) {
+      throw new QuadraError('INVALID_ARGUMENT', `iterations must be a positive whole number, got ${iterations}`);
+    }
+    const batchSize = this.config.batchSize;
+    const batch = new Rng(this.config.seed + 1).fillNormal(new Float32Array(batchSize * this.config.model.fieldSize), 1);
+    for (let i = 0; i < 10; i++) this.processBatch(batch, batchSize);
+    const start = performance.now();
+    for (let i = 0; i < iterations; i++) this.trainStep(batch, batchSize);
+    const totalTimeS = (performance.now() - start) / 1000;
+    return {
+      backend: this.backend.id,
+      iterations,
+      batchSize,
+      totalTimeS,
+      msPerStep: (totalTimeS * 1000) / iterations,
+      samplesPerSec: (iterations * batchSize) / totalTimeS,
+    };
+  }
+
+  dispose(): void {
+    this.#kernel.dispose();
+  }
+
+  #dropoutSeed(): number {
+    return Rng.derive(this.config.seed, this.rank, this.#step).nextUint32();
+  }
+
+  #rowsOf(batch: Float32Array): number {
+    const F = this.config.model.fieldSize;
+    if (batch.length === 0 || batch.length % F !== 0) {
+      throw new QuadraError('SHAPE_MISMATCH', `batch: expected a multiple of fieldSize ${F} values ([rows, ${F}]), got ${batch.length}`);
+    }
+    return batch.length / F;
+  }
+}
+
+async function detectGpus(requested: BackendId | 'auto'): Promise<GpuSituation> {
+  // Only the GPU backend needs to know; skip the nvidia-smi call when it cannot be chosen.
+  if (requested !== 'auto' && requested !== 'tensorflow-gpu') {
+    return { gpus: [], nvidiaSmi: { available: false, reason: 'not checked (a non-GPU backend was requested)' } };
+  }
+  const { status, gpus } = await queryGpus();
+  return { gpus, nvidiaSmi: status };
+}

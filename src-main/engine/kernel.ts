@@ -1,0 +1,56 @@
+import type { BackendId, ModelConfig, OptimizerConfig } from '../../src-shared/engine-config';
+import type { ParamLayout } from './layout';
+
+/** Loss of one batch, split into its two terms (DESIGN.md §4). */
+export interface LossParts {
+  loss: number;
+  reconstructionLoss: number;
+  spikeLoss: number;
+}
+
+export interface ForwardResult extends LossParts {
+  /** [rows, fieldSize], row-major. */
+  fieldOutput: Float32Array;
+  /** Mean of the output spikes over the T steps: [rows, fieldSize]. */
+  spikeRates: Float32Array;
+}
+
+/** AdamW state in layout order; the two optimisers (field, spiking) keep their own step counts. */
+export interface OptimizerState {
+  m: Float32Array;
+  v: Float32Array;
+  fieldStep: number;
+  spikeStep: number;
+}
+
+export interface KernelMemory {
+  tensors: number;
+  bytes: number;
+}
+
+/**
+ * One compute backend's implementation of the model. Every backend (the tfjs ones now, a fused
+ * wasm kernel later) implements this, reading and writing parameters, moments and gradients as
+ * flat Float32Arrays in layout order.
+ */
+export interface ModelKernel {
+  readonly backend: BackendId;
+  readonly model: ModelConfig;
+  readonly layout: ParamLayout;
+  /** Forward and backward in training mode; the gradients wait inside until applyGradients. */
+  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts;
+  /** A copy of the pending gradients (spiking part zero when spikeGradient is 'none'). */
+  readGradients(): Float32Array;
+  /** Replaces the pending gradients, e.g. with the all-reduced mean of every worker's. */
+  writeGradients(gradients: Float32Array): void;
+  /** One AdamW step of both optimisers with the pending gradients, which it consumes. */
+  applyGradients(optimizer: OptimizerConfig): void;
+  /** Evaluation forward: no dropout, no gradients. */
+  forward(batch: Float32Array, rows: number): ForwardResult;
+  getParameters(): Float32Array;
+  setParameters(parameters: Float32Array): void;
+  getOptimizerState(): OptimizerState;
+  setOptimizerState(state: OptimizerState): void;
+  memory(): KernelMemory;
+  dispose(): void;
+}

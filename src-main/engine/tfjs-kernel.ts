@@ -1,0 +1,599 @@
+import * as tf from '@tensorflow/tfjs';
+import type { BackendId, ModelConfig, OptimizerConfig } from '../../src-shared/engine-config';
+import { QuadraError } from '../../src-shared/errors';
+import type { ForwardResult, KernelMemory, LossParts, ModelKernel, OptimizerState } from './kernel';
+import type { ParamEntry, ParamLayout } from './layout';
+import { dropoutMask, Rng } from './random';
+
+const LAYER_NORM_EPS = 1e-5;
+const INV_SQRT2 = Math.SQRT1_2;
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+/** Surrogate spike gradient: ds/dm = 1 / (1 + SLOPE·|m − θ|)². */
+export const SURROGATE_SLOPE = 25;
+
+type Params = Record<string, tf.Tensor>;
+
+interface NormCache {
+  xhat: tf.Tensor;
+  rstd: tf.Tensor;
+  /** GELU′ at the normalised input, stored in the forward pass for the backward. */
+  geluGrad: tf.Tensor | null;
+}
+
+/**
+ * Spike function used by the forward pass. 'heaviside' is the model; 'smooth' replaces the step by
+ * z/(1+SLOPE·|z|), whose exact derivative is the surrogate — tests use it to check BPTT against
+ * finite differences, since the step itself has no derivative to compare with.
+ */
+export type SpikeForward = 'heaviside' | 'smooth';
+
+/**
+ * The Quadra Matrix model on tfjs (any tfjs backend: tensorflow, wasm, cpu), with the backward
+ * pass written out by hand. Two reasons: every matMul gets an explicit transpose so it stays on
+ * XNNPACK's fast path on wasm (tfjs's own matMul gradient uses transposed matMuls, ~10× slower
+ * there), and fc1(x), the Wᵀ copies and the spiking layer gradients are computed once per step.
+ */
+export class TfjsKernel implements ModelKernel {
+  readonly backend: BackendId;
+  readonly model: ModelConfig;
+  readonly layout: ParamLayout;
+  /** For tests only: see SpikeForward. */
+  spikeForward: SpikeForward = 'heaviside';
+  /** For tests only: runs inside the tidy scope of a training step (e.g. to throw there). */
+  testHooks: { insideStep?: () => void } = {};
+
+  // One tensor per parameter: slicing a flat tensor would copy the whole buffer per slice on wasm.
+  #params: Params;
+  #m: Params;
+  #v: Params;
+  #fieldStep = 0;
+  #spikeStep = 0;
+  #pendingGrads: Params | null = null;
+  /** Wᵀ of every Linear weight, valid until the weights change; also keeps XNNPACK's packed weights warm. */
+  #transposed: Params | null = null;
+  #c: Constants;
+  #disposed = false;
+
+  constructor(backend: BackendId, model: ModelConfig, layout: ParamLayout, initialParameters: Float32Array) {
+    this.backend = backend;
+    this.model = model;
+    this.layout = layout;
+    checkLength('parameters', initialParameters, layout.total);
+    this.#params = this.#fromFlat(initialParameters);
+    this.#m = this.#fromFlat(new Float32Array(layout.total));
+    this.#v = this.#fromFlat(new Float32Array(layout.total));
+    this.#c = makeConstants();
+  }
+
+  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts {
+    this.#assertAlive();
+    const F = this.model.fieldSize;
+    checkBatch(batch, rows, F);
+    const surrogate = this.model.spikeGradient === 'surrogate';
+    let parts: LossParts | undefined;
+    const wt = this.#transposedWeights();
+    const grads = tf.tidy(() => {
+      const p = this.#params;
+      const x = tf.tensor2d(batch, [rows, F]);
+      const field = this.#fieldTrain(p, wt, x, rows, dropoutSeed);
+      const spikes = this.#spikeForward(p, wt, x, surrogate);
+      const { spikeLoss, dOut } = this.#spikeLoss(spikes.rates, surrogate);
+      const fieldGrads = field.backward();
+      const spikeGrads = surrogate && dOut ? this.#spikeBackward(p, x, spikes, dOut) : null;
+      const ordered: Params = {};
+      for (const e of this.layout.entries) {
+        const g = e.group === 'field' ? fieldGrads[e.name] : spikeGrads?.[e.name];
+        // In 'none' mode the spiking parameters get no gradient at all (PyTorch: grad None).
+        if (g) ordered[e.name] = tf.reshape(g, e.shape);
+      }
+      this.testHooks.insideStep?.();
+      parts = lossParts(tf.concat([tf.reshape(field.loss, [1]), tf.reshape(spikeLoss, [1])]).dataSync(), this.model.spikeLossWeight);
+      return ordered;
+    });
+    disposeAll(this.#pendingGrads);
+    this.#pendingGrads = grads;
+    return parts!;
+  }
+
+  readGradients(): Float32Array {
+    this.#assertAlive();
+    if (!this.#pendingGrads) throw new QuadraError('INTERNAL', 'readGradients: no gradients computed since the last update');
+    return this.#toFlat(this.#pendingGrads);
+  }
+
+  writeGradients(gradients: Float32Array): void {
+    this.#assertAlive();
+    checkLength('gradients', gradients, this.layout.total);
+    const spikeGradients = this.model.spikeGradient === 'surrogate';
+    disposeAll(this.#pendingGrads);
+    this.#pendingGrads = this.#fromFlat(gradients, (e) => e.group === 'field' || spikeGradients);
+  }
+
+  applyGradients(opt: OptimizerConfig): void {
+    this.#assertAlive();
+    const grads = this.#pendingGrads;
+    if (!grads) throw new QuadraError('INTERNAL', 'applyGradients: no gradients computed since the last update');
+    const fieldStep = this.#fieldStep + 1;
+    const updateSpike = this.model.spikeGradient === 'surrogate';
+    const spikeStep = updateSpike ? this.#spikeStep + 1 : this.#spikeStep;
+    const next = tf.tidy(() => {
+      const fieldScalars = adamwScalars(fieldStep, opt);
+      const spikeScalars = fieldStep === spikeStep ? fieldScalars : adamwScalars(spikeStep, opt);
+      const out: Record<string, Params> = { p: {}, m: {}, v: {} };
+      for (const e of this.layout.entries) {
+        const g = grads[e.name];
+        // Like PyTorch, a parameter without a gradient is skipped entirely (no weight decay either).
+        if (!g) continue;
+        const r = adamw(this.#params[e.name]!, this.#m[e.name]!, this.#v[e.name]!, g, e.group === 'field' ? fieldScalars : spikeScalars);
+        out.p![e.name] = r.p;
+        out.m![e.name] = r.m;
+        out.v![e.name] = r.v;
+      }
+      return out;
+    });
+    for (const [name, p] of Object.entries(next.p!)) {
+      this.#params[name]!.dispose();
+      this.#m[name]!.dispose();
+      this.#v[name]!.dispose();
+      this.#params[name] = p;
+      this.#m[name] = next.m![name]!;
+      this.#v[name] = next.v![name]!;
+    }
+    disposeAll(grads);
+    this.#pendingGrads = null;
+    this.#invalidateTransposed();
+    this.#fieldStep = fieldStep;
+    this.#spikeStep = spikeStep;
+  }
+
+  forward(batch: Float32Array, rows: number): ForwardResult {
+    this.#assertAlive();
+    const F = this.model.fieldSize;
+    checkBatch(batch, rows, F);
+    const wt = this.#transposedWeights();
+    return tf.tidy(() => {
+      const p = this.#params;
+      const x = tf.tensor2d(batch, [rows, F]);
+      const y = this.#fieldEval(p, wt, x);
+      const spikes = this.#spikeForward(p, wt, x, false);
+      const reconstruction = tf.mean(tf.squaredDifference(y, x));
+      const { spikeLoss } = this.#spikeLoss(spikes.rates, false);
+      const lossValues = tf.concat([tf.reshape(reconstruction, [1]), tf.reshape(spikeLoss, [1])]).dataSync();
+      return {
+        ...lossParts(lossValues, this.model.spikeLossWeight),
+        fieldOutput: Float32Array.from(y.dataSync()),
+        spikeRates: Float32Array.from(spikes.rates.dataSync()),
+      };
+    });
+  }
+
+  getParameters(): Float32Array {
+    this.#assertAlive();
+    return this.#toFlat(this.#params);
+  }
+
+  setParameters(parameters: Float32Array): void {
+    this.#assertAlive();
+    checkLength('parameters', parameters, this.layout.total);
+    disposeAll(this.#params);
+    this.#params = this.#fromFlat(parameters);
+    this.#invalidateTransposed();
+  }
+
+  getOptimizerState(): OptimizerState {
+    this.#assertAlive();
+    return {
+      m: this.#toFlat(this.#m),
+      v: this.#toFlat(this.#v),
+      fieldStep: this.#fieldStep,
+      spikeStep: this.#spikeStep,
+    };
+  }
+
+  setOptimizerState(state: OptimizerState): void {
+    this.#assertAlive();
+    checkLength('optimizer m', state.m, this.layout.total);
+    checkLength('optimizer v', state.v, this.layout.total);
+    disposeAll(this.#m);
+    disposeAll(this.#v);
+    this.#m = this.#fromFlat(state.m);
+    this.#v = this.#fromFlat(state.v);
+    this.#fieldStep = state.fieldStep;
+    this.#spikeStep = state.spikeStep;
+  }
+
+  memory(): KernelMemory {
+    const m = tf.memory();
+    return { tensors: m.numTensors, bytes: m.numBytes };
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    disposeAll(this.#params);
+    disposeAll(this.#m);
+    disposeAll(this.#v);
+    disposeAll(this.#pendingGrads);
+    this.#invalidateTransposed();
+    this.#pendingGrads = null;
+    disposeAll(this.#c as unknown as Params);
+  }
+
+  #fromFlat(flat: Float32Array, include: (e: ParamEntry) => boolean = () => true): Params {
+    const out: Params = {};
+    for (const e of this.layout.entries) {
+      if (include(e)) out[e.name] = tf.tensor(flat.subarray(e.offset, e.offset + e.size), e.shape, 'float32');
+    }
+    return out;
+  }
+
+  /** Layout-order copy; tensors missing from `tensors` (no gradient) read as zeros. */
+  #toFlat(tensors: Params): Float32Array {
+    const flat = new Float32Array(this.layout.total);
+    for (const e of this.layout.entries) {
+      const t = tensors[e.name];
+      if (t) flat.set(t.dataSync() as Float32Array, e.offset);
+    }
+    return flat;
+  }
+
+  #transposedWeights(): Params {
+    if (!this.#transposed) {
+      this.#transposed = tf.tidy(() => {
+        const out: Params = {};
+        for (const e of this.layout.entries) {
+          if (e.kind === 'linear-weight') out[e.name] = tf.transpose(this.#params[e.name]!);
+        }
+        return out;
+      });
+    }
+    return this.#transposed;
+  }
+
+  #invalidateTransposed(): void {
+    disposeAll(this.#transposed);
+    this.#transposed = null;
+  }
+
+  // ---- forward and backward pieces (all called inside tf.tidy) ----
+
+  #fieldEval(p: Params, wt: Params, x: tf.Tensor): tf.Tensor {
+    const c = this.#c;
+    let h = linear(x, wt[`${ENC}.0.weight`]!, p[`${ENC}.0.bias`]!);
+    h = layerNormGelu(h, p[`${ENC}.1.weight`]!, p[`${ENC}.1.bias`]!, false, c).out;
+    h = linear(h, wt[`${ENC}.4.weight`]!, p[`${ENC}.4.bias`]!);
+    h = layerNormGelu(h, p[`${ENC}.5.weight`]!, p[`${ENC}.5.bias`]!, false, c).out;
+    h = linear(h, wt[`${DEC}.0.weight`]!, p[`${DEC}.0.bias`]!);
+    h = layerNormGelu(h, p[`${DEC}.1.weight`]!, p[`${DEC}.1.bias`]!, false, c).out;
+    return linear(h, wt[`${DEC}.4.weight`]!, p[`${DEC}.4.bias`]!);
+  }
+
+  /** Training forward of the field network; returns the loss and a closure for its backward. */
+  #fieldTrain(p: Params, wt: Params, x: tf.Tensor, rows: number, dropoutSeed: number) {
+    const c = this.#c;
+    const H = this.model.hiddenSize;
+    const F = this.model.fieldSize;
+    const drop = this.model.dropout;
+    const mask = (layer: number, width: number) =>
+      drop > 0 ? tf.tensor2d(dropoutMask(Rng.derive(dropoutSeed, layer), rows * width, drop), [rows, width]) : null;
+    const mask1 = mask(1, H);
+    const mask3 = mask(3, H);
+    const P = (name: string) => p[name]!;
+    const WT = (name: string) => wt[name]!;
+
+    const h1 = linear(x, WT(`${ENC}.0.weight`), P(`${ENC}.0.bias`));
+    const n1 = layerNormGelu(h1, P(`${ENC}.1.weight`), P(`${ENC}.1.bias`), true, c);
+    const d1 = mask1 ? tf.mul(n1.out, mask1) : n1.out;
+    const h2 = linear(d1, WT(`${ENC}.4.weight`), P(`${ENC}.4.bias`));
+    const n2 = layerNormGelu(h2, P(`${ENC}.5.weight`), P(`${ENC}.5.bias`), true, c);
+    const h3 = linear(n2.out, WT(`${DEC}.0.weight`), P(`${DEC}.0.bias`));
+    const n3 = layerNormGelu(h3, P(`${DEC}.1.weight`), P(`${DEC}.1.bias`), true, c);
+    const d3 = mask3 ? tf.mul(n3.out, mask3) : n3.out;
+    const y = linear(d3, WT(`${DEC}.4.weight`), P(`${DEC}.4.bias`));
+    const diff = tf.sub(y, x);
+    const loss = tf.mean(tf.square(diff));
+
+    const backward = (): Params => {
+      const g: Params = {};
+      const dy = tf.mul(diff, tf.scalar(2 / (rows * F)));
+      const dd3 = linearBackward(dy, d3, P(`${DEC}.4.weight`), g, `${DEC}.4`, true)!;
+      const da3 = mask3 ? tf.mul(dd3, mask3) : dd3;
+      const dh3 = layerNormGeluBackward(da3, n3.cache, P(`${DEC}.1.weight`), g, `${DEC}.1`);
+      const da2 = linearBackward(dh3, n2.out, P(`${DEC}.0.weight`), g, `${DEC}.0`, true)!;
+      const dh2 = layerNormGeluBackward(da2, n2.cache, P(`${ENC}.5.weight`), g, `${ENC}.5`);
+      const dd1 = linearBackward(dh2, d1, P(`${ENC}.4.weight`), g, `${ENC}.4`, true)!;
+      const da1 = mask1 ? tf.mul(dd1, mask1) : dd1;
+      const dh1 = layerNormGeluBackward(da1, n1.cache, P(`${ENC}.1.weight`), g, `${ENC}.1`);
+      linearBackward(dh1, x, P(`${ENC}.0.weight`), g, `${ENC}.0`, false);
+      return g;
+    };
+    return { loss, backward };
+  }
+
+  /**
+   * LIF forward over T steps. fc1(x) is the same every step, so it is computed once. With `keep`,
+   * the membranes and spikes of every step are returned for the backward pass.
+   */
+  #spikeForward(p: Params, wt: Params, x: tf.Tensor, keep: boolean): SpikeTrace {
+    const T = this.model.spikingSteps;
+    const one = this.#c.one;
+    const threshold = p['spike_network.threshold']!;
+    const decay = p['spike_network.decay']!;
+    const w2t = wt['spike_network.fc2.weight']!;
+    const w3t = wt['spike_network.fc3.weight']!;
+    const b2 = p['spike_network.fc2.bias']!;
+    const b3 = p['spike_network.fc3.bias']!;
+    const c1 = linear(x, wt['spike_network.fc1.weight']!, p['spike_network.fc1.bias']!);
+    const smooth = this.spikeForward === 'smooth';
+    const slope = this.#c.slope;
+    // s = [m > θ]; tf.step(z) is 1 for z > 0 and 0 otherwise, in one kernel.
+    const fire = (m: tf.Tensor): tf.Tensor => {
+      const z = tf.sub(m, threshold);
+      return smooth ? tf.div(z, tf.add(tf.mul(tf.abs(z), slope), one)) : tf.step(z);
+    };
+    // r = m·(1 − s)·decay: the membrane after reset and leak, carried to the next step.
+    const reset = (m: tf.Tensor, s: tf.Tensor) => tf.mul(tf.mul(m, tf.sub(one, s)), decay);
+
+    const trace: SpikeTrace = { rates: c1, m1: [], s1: [], m2: [], s2: [], m3: [], s3: [] };
+    let r1: tf.Tensor | null = null;
+    let r2: tf.Tensor | null = null;
+    let r3: tf.Tensor | null = null;
+    let sum: tf.Tensor | null = null;
+    for (let t = 0; t < T; t++) {
+      const m1: tf.Tensor = r1 ? tf.add(r1, c1) : c1;
+      const s1 = fire(m1);
+      r1 = reset(m1, s1);
+      const u2 = linear(s1, w2t, b2);
+      const m2: tf.Tensor = r2 ? tf.add(r2, u2) : u2;
+      const s2 = fire(m2);
+      r2 = reset(m2, s2);
+      const u3 = linear(s2, w3t, b3);
+      const m3: tf.Tensor = r3 ? tf.add(r3, u3) : u3;
+      const s3 = fire(m3);
+      r3 = reset(m3, s3);
+      sum = sum ? tf.add(sum, s3) : s3;
+      if (keep) {
+        trace.m1.push(m1);
+        trace.s1.push(s1);
+        trace.m2.push(m2);
+        trace.s2.push(s2);
+        trace.m3.push(m3);
+        trace.s3.push(s3);
+      }
+    }
+    trace.rates = tf.div(sum!, tf.scalar(T));
+    return trace;
+  }
+
+  /** spikeLoss = var(rates) (unbiased, all elements) + |mean(rates) − 0.5|, and its gradient. */
+  #spikeLoss(rates: tf.Tensor, withGradient: boolean): { spikeLoss: tf.Tensor; dOut: tf.Tensor | null } {
+    const n = rates.size;
+    const mean = tf.mean(rates);
+    const centred = tf.sub(rates, mean);
+    const variance = n > 1 ? tf.div(tf.sum(tf.square(centred)), tf.scalar(n - 1)) : tf.scalar(Number.NaN);
+    const offset = tf.sub(mean, this.#c.half);
+    const spikeLoss = tf.add(variance, tf.abs(offset));
+    if (!withGradient) return { spikeLoss, dOut: null };
+    // d var/d r_i = 2(r_i − mean)/(n − 1); d|mean − 0.5|/d r_i = sign(mean − 0.5)/n.
+    const w = this.model.spikeLossWeight;
+    const dOut = tf.add(tf.mul(centred, tf.scalar((2 * w) / (n - 1))), tf.mul(tf.sign(offset), tf.scalar(w / n)));
+    return { spikeLoss, dOut };
+  }
+
+  /**
+   * Backpropagation through the T steps with the surrogate ds/dm = 1/(1 + 25·|m − θ|)². The gradient
+   * also flows through the reset term m·(1 − s)·decay, as autograd would with a surrogate spike.
+   */
+  #spikeBackward(p: Params, x: tf.Tensor, trace: SpikeTrace, dOut: tf.Tensor): Params {
+    const T = this.model.spikingSteps;
+    const { one, slope } = this.#c;
+    const threshold = p['spike_network.threshold']!;
+    const decay = p['spike_network.decay']!;
+    const w2 = p['spike_network.fc2.weight']!;
+    const w3 = p['spike_network.fc3.weight']!;
+    const dsOut = tf.div(dOut, tf.scalar(T));
+    const surrogate = (m: tf.Tensor) => tf.reciprocal(tf.square(tf.add(tf.mul(tf.abs(tf.sub(m, threshold)), slope), one)));
+
+    const decayTerms: tf.Tensor[] = [];
+    const thresholdTerms: tf.Tensor[] = [];
+    /** One layer at one step: returns dm (= du, and the carry into step t−1). */
+    const layer = (m: tf.Tensor, s: tf.Tensor, dsExternal: tf.Tensor, dr: tf.Tensor | null): tf.Tensor => {
+      let ds = dsExternal;
+      let dm: tf.Tensor | null = null;
+      if (dr) {
+        // r = m·(1 − s)·decay  ⇒  dm += dr·(1 − s)·decay, ds −= dr·m·decay, ddecay += Σ dr·m·(1 − s)
+        const drm = tf.mul(dr, m);
+        const keep = tf.sub(one, s);
+        ds = tf.sub(ds, tf.mul(drm, decay));
+        dm = tf.mul(tf.mul(dr, keep), decay);
+        decayTerms.push(tf.sum(tf.mul(drm, keep)));
+      }
+      const dsSg = tf.mul(ds, surrogate(m));
+      thresholdTerms.push(tf.sum(dsSg));
+      return dm ? tf.add(dm, dsSg) : dsSg;
+    };
+
+    const du1: tf.Tensor[] = [];
+    const du2: tf.Tensor[] = [];
+    const du3: tf.Tensor[] = [];
+    let dr1: tf.Tensor | null = null;
+    let dr2: tf.Tensor | null = null;
+    let dr3: tf.Tensor | null = null;
+    for (let t = T - 1; t >= 0; t--) {
+      const dm3 = layer(trace.m3[t]!, trace.s3[t]!, dsOut, dr3);
+      const dm2 = layer(trace.m2[t]!, trace.s2[t]!, tf.matMul(dm3, w3), dr2);
+      const dm1 = layer(trace.m1[t]!, trace.s1[t]!, tf.matMul(dm2, w2), dr1);
+      du3.push(dm3);
+      du2.push(dm2);
+      du1.push(dm1);
+      dr3 = dm3;
+      dr2 = dm2;
+      dr1 = dm1;
+    }
+    // fc2/fc3 weight gradients summed over the steps are one matMul over the stacked steps
+    // (the du lists run from step T−1 down, so the inputs are stacked in the same order).
+    const stackedS1 = tf.concat(trace.s1.slice().reverse());
+    const stackedS2 = tf.concat(trace.s2.slice().reverse());
+    const dU2 = tf.concat(du2);
+    const dU3 = tf.concat(du3);
+    const dC1 = tf.addN(du1);
+    return {
+      'spike_network.fc1.weight': tf.matMul(tf.transpose(dC1), x),
+      'spike_network.fc1.bias': tf.sum(dC1, 0),
+      'spike_network.fc2.weight': tf.matMul(tf.transpose(dU2), stackedS1),
+      'spike_network.fc2.bias': tf.sum(dU2, 0),
+      'spike_network.fc3.weight': tf.matMul(tf.transpose(dU3), stackedS2),
+      'spike_network.fc3.bias': tf.sum(dU3, 0),
+      // dθ = −Σ ds·sg (z = m − θ)
+      'spike_network.threshold': tf.neg(tf.addN(thresholdTerms)),
+      'spike_network.decay': decayTerms.length > 0 ? tf.addN(decayTerms) : tf.scalar(0),
+    };
+  }
+
+  #assertAlive(): void {
+    if (this.#disposed) throw new QuadraError('INTERNAL', 'this engine has been disposed');
+  }
+}
+
+const ENC = 'field_network.encoder';
+const DEC = 'field_network.decoder';
+
+interface SpikeTrace {
+  rates: tf.Tensor;
+  m1: tf.Tensor[];
+  s1: tf.Tensor[];
+  m2: tf.Tensor[];
+  s2: tf.Tensor[];
+  m3: tf.Tensor[];
+  s3: tf.Tensor[];
+}
+
+/** Scalars made once: a JS number in a tfjs op becomes a new tensor on every call (~10 µs on wasm). */
+interface Constants {
+  one: tf.Scalar;
+  half: tf.Scalar;
+  invSqrt2: tf.Scalar;
+  negHalf: tf.Scalar;
+  invSqrt2Pi: tf.Scalar;
+  eps: tf.Scalar;
+  slope: tf.Scalar;
+}
+
+function makeConstants(): Constants {
+  return {
+    one: tf.scalar(1),
+    half: tf.scalar(0.5),
+    invSqrt2: tf.scalar(INV_SQRT2),
+    negHalf: tf.scalar(-0.5),
+    invSqrt2Pi: tf.scalar(INV_SQRT_2PI),
+    eps: tf.scalar(LAYER_NORM_EPS),
+    slope: tf.scalar(SURROGATE_SLOPE),
+  };
+}
+
+/** y = x·Wᵀ + b, given Wᵀ ([in, out], transposed once per weight update): a plain, fused matMul. */
+export function linear(x: tf.Tensor, weightT: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+  return tf.fused.matMul({ a: x as tf.Tensor2D, b: weightT as tf.Tensor2D, bias });
+}
+
+/**
+ * Backward of `linear` with W in PyTorch's [out, in] layout: dW = dYᵀ·X, db = Σ dY, dX = dY·W —
+ * plain matMuls after one explicit transpose (transposed matMuls leave XNNPACK's fast path on
+ * wasm). Writes dW and db into `grads` under `prefix`; returns dX when asked.
+ */
+export function linearBackward(dy: tf.Tensor, x: tf.Tensor, weight: tf.Tensor, grads: Params, prefix: string, wantInputGrad: boolean): tf.Tensor | null {
+  grads[`${prefix}.weight`] = tf.matMul(tf.transpose(dy), x);
+  grads[`${prefix}.bias`] = tf.sum(dy, 0);
+  return wantInputGrad ? tf.matMul(dy, weight) : null;
+}
+
+/** LayerNorm (eps 1e-5, biased variance, over the last axis) followed by exact-erf GELU. */
+export function layerNormGelu(h: tf.Tensor, gain: tf.Tensor, bias: tf.Tensor, train: boolean, c: Constants): { out: tf.Tensor; cache: NormCache } {
+  const mean = tf.mean(h, -1, true);
+  const centred = tf.sub(h, mean);
+  const variance = tf.mean(tf.square(centred), -1, true);
+  const rstd = tf.rsqrt(tf.add(variance, c.eps));
+  const xhat = tf.mul(centred, rstd);
+  const n = tf.add(tf.mul(xhat, gain), bias);
+  const cdf = tf.mul(tf.add(tf.erf(tf.mul(n, c.invSqrt2)), c.one), c.half);
+  const out = tf.mul(n, cdf);
+  // GELU′(n) = Φ(n) + n·φ(n), kept from the forward pass for the backward.
+  const geluGrad = train ? tf.add(cdf, tf.mul(n, tf.mul(tf.exp(tf.mul(tf.square(n), c.negHalf)), c.invSqrt2Pi))) : null;
+  return { out, cache: { xhat, rstd, geluGrad } };
+}
+
+export function layerNormGeluBackward(dOut: tf.Tensor, cache: NormCache, gain: tf.Tensor, grads: Params, prefix: string): tf.Tensor {
+  if (!cache.geluGrad) throw new QuadraError('INTERNAL', 'layerNormGeluBackward needs a training-mode forward');
+  const dn = tf.mul(dOut, cache.geluGrad);
+  grads[`${prefix}.weight`] = tf.sum(tf.mul(dn, cache.xhat), 0);
+  grads[`${prefix}.bias`] = tf.sum(dn, 0);
+  const dxhat = tf.mul(dn, gain);
+  const meanD = tf.mean(dxhat, -1, true);
+  const meanDX = tf.mean(tf.mul(dxhat, cache.xhat), -1, true);
+  return tf.mul(cache.rstd, tf.sub(tf.sub(dxhat, meanD), tf.mul(cache.xhat, meanDX)));
+}
+
+interface AdamwScalars {
+  beta1: tf.Scalar;
+  oneMinusBeta1: tf.Scalar;
+  beta2: tf.Scalar;
+  oneMinusBeta2: tf.Scalar;
+  invSqrtBc2: tf.Scalar;
+  eps: tf.Scalar;
+  decayFactor: tf.Scalar;
+  stepSize: tf.Scalar;
+}
+
+function adamwScalars(step: number, o: OptimizerConfig): AdamwScalars {
+  return {
+    beta1: tf.scalar(o.beta1),
+    oneMinusBeta1: tf.scalar(1 - o.beta1),
+    beta2: tf.scalar(o.beta2),
+    oneMinusBeta2: tf.scalar(1 - o.beta2),
+    invSqrtBc2: tf.scalar(1 / Math.sqrt(1 - o.beta2 ** step)),
+    eps: tf.scalar(o.epsilon),
+    decayFactor: tf.scalar(1 - o.learningRate * o.weightDecay),
+    stepSize: tf.scalar(o.learningRate / (1 - o.beta1 ** step)),
+  };
+}
+
+/** PyTorch's AdamW: p ← p·(1 − lr·wd) − lr/bc1 · m / (√v/√bc2 + eps), moments updated first. */
+function adamw(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, k: AdamwScalars) {
+  const mNext = tf.add(tf.mul(m, k.beta1), tf.mul(g, k.oneMinusBeta1));
+  const vNext = tf.add(tf.mul(v, k.beta2), tf.mul(tf.square(g), k.oneMinusBeta2));
+  const denom = tf.add(tf.mul(tf.sqrt(vNext), k.invSqrtBc2), k.eps);
+  const pNext = tf.sub(tf.mul(p, k.decayFactor), tf.mul(tf.div(mNext, denom), k.stepSize));
+  return { p: pNext, m: mNext, v: vNext };
+}
+
+function disposeAll(tensors: Params | null): void {
+  if (tensors) for (const t of Object.values(tensors)) t.dispose();
+}
+
+function lossParts(values: ArrayLike<number>, spikeLossWeight: number): LossParts {
+  const reconstructionLoss = values[0]!;
+  const spikeLoss = values[1]!;
+  return { loss: reconstructionLoss + spikeLossWeight * spikeLoss, reconstructionLoss, spikeLoss };
+}
+
+function checkBatch(batch: Float32Array, rows: number, fieldSize: number): void {
+  if (!Number.isInteger(rows) || rows < 1) {
+    throw new QuadraError('SHAPE_MISMATCH', `batch: rows must be a positive whole number, got ${rows}`);
+  }
+  if (batch.length !== rows * fieldSize) {
+    throw new QuadraError(
+      'SHAPE_MISMATCH',
+      `batch: expected shape [${rows}, ${fieldSize}] (${rows * fieldSize} values), got ${batch.length} values`,
+      { expected: [rows, fieldSize], length: batch.length },
+    );
+  }
+}
+
+function checkLength(what: string, values: Float32Array, expected: number): void {
+  if (values.length !== expected) {
+    throw new QuadraError('SHAPE_MISMATCH', `${what}: expected ${expected} values in layout order, got ${values.length}`, {
+      expected,
+      length: values.length,
+    });
+  }
+}
