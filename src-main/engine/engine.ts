@@ -3,6 +3,7 @@ import { parseEngineConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import { queryGpus } from '../hardware/nvidia-smi';
 import { assertPrecisionSupported, selectBackend, type BackendSelection, type GpuSituation } from './backends';
+import { encodeCheckpoint, type CheckpointContents, type EncodeOptions } from './checkpoint';
 import { initialParameters } from './init';
 import type { ForwardResult, LossParts, ModelKernel, OptimizerState } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
@@ -160,6 +161,35 @@ export class OscillatorEngine {
     if (state.optimizer) this.#kernel.setOptimizerState(state.optimizer);
     if (state.fieldState) this.#fieldState = Float32Array.from(state.fieldState);
     if (state.step !== undefined) this.#step = state.step;
+  }
+
+  /**
+   * Loads a decoded (already fully validated) checkpoint. Only the architecture must match; a
+   * weights-only file (e.g. from PyTorch) keeps the current optimiser state, field state and step.
+   */
+  loadCheckpoint(contents: CheckpointContents): void {
+    const mine = this.config.model;
+    for (const key of ['fieldSize', 'hiddenSize', 'spikingHiddenSize'] as const) {
+      if (contents.model[key] !== mine[key]) {
+        throw new QuadraError('SHAPE_MISMATCH', `checkpoint has ${key} ${contents.model[key]}, this engine has ${mine[key]}`, {
+          field: key,
+          expected: mine[key],
+          found: contents.model[key],
+        });
+      }
+    }
+    this.setState({
+      parameters: contents.parameters,
+      ...(contents.optimizer ? { optimizer: contents.optimizer } : {}),
+      ...(contents.fieldState ? { fieldState: contents.fieldState } : {}),
+      ...(contents.step !== null ? { step: contents.step } : {}),
+    });
+  }
+
+  /** The engine's full state as a safetensors checkpoint (PyTorch state_dict names). */
+  toCheckpoint(options: EncodeOptions = {}): Uint8Array {
+    const state = this.getState();
+    return encodeCheckpoint({ config: this.config, ...state, backend: this.backend.id }, options);
   }
 
   memoryStats(): MemoryStats {
