@@ -44,8 +44,14 @@ export class TfjsKernel implements ModelKernel {
 
   // One tensor per parameter: slicing a flat tensor would copy the whole buffer per slice on wasm.
   #params: Params;
-  #m: Params;
-  #v: Params;
+  /** Adam moments as tensors (device-resident optimiser: native tensorflow backends). */
+  #m: Params | null = null;
+  #v: Params | null = null;
+  /**
+   * On wasm and cpu the optimiser runs as one fused loop over flat host arrays: ~14 tfjs ops per
+   * tensor would cost ~10 µs each, and the arrays also serve getParameters and the all-reduce.
+   */
+  #host: { p: Float32Array; m: Float32Array; v: Float32Array } | null = null;
   #fieldStep = 0;
   #spikeStep = 0;
   #pendingGrads: Params | null = null;
@@ -60,8 +66,12 @@ export class TfjsKernel implements ModelKernel {
     this.layout = layout;
     checkLength('parameters', initialParameters, layout.total);
     this.#params = this.#fromFlat(initialParameters);
-    this.#m = this.#fromFlat(new Float32Array(layout.total));
-    this.#v = this.#fromFlat(new Float32Array(layout.total));
+    if (backend === 'wasm' || backend === 'cpu') {
+      this.#host = { p: Float32Array.from(initialParameters), m: new Float32Array(layout.total), v: new Float32Array(layout.total) };
+    } else {
+      this.#m = this.#fromFlat(new Float32Array(layout.total));
+      this.#v = this.#fromFlat(new Float32Array(layout.total));
+    }
     this.#c = makeConstants();
   }
 
@@ -116,6 +126,27 @@ export class TfjsKernel implements ModelKernel {
     const fieldStep = this.#fieldStep + 1;
     const updateSpike = this.model.spikeGradient === 'surrogate';
     const spikeStep = updateSpike ? this.#spikeStep + 1 : this.#spikeStep;
+    if (this.#host) {
+      const g = this.#toFlat(grads);
+      const { p, m, v } = this.#host;
+      const fc = this.layout.fieldCount;
+      adamwHost(p, m, v, g, 0, fc, fieldStep, opt);
+      if (updateSpike) adamwHost(p, m, v, g, fc, this.layout.total, spikeStep, opt);
+      disposeAll(this.#params);
+      this.#params = this.#fromFlat(p);
+    } else {
+      this.#applyOnDevice(grads, fieldStep, spikeStep, opt);
+    }
+    disposeAll(grads);
+    this.#pendingGrads = null;
+    this.#invalidateTransposed();
+    this.#fieldStep = fieldStep;
+    this.#spikeStep = spikeStep;
+  }
+
+  #applyOnDevice(grads: Params, fieldStep: number, spikeStep: number, opt: OptimizerConfig): void {
+    const m = this.#m!;
+    const v = this.#v!;
     const next = tf.tidy(() => {
       const fieldScalars = adamwScalars(fieldStep, opt);
       const spikeScalars = fieldStep === spikeStep ? fieldScalars : adamwScalars(spikeStep, opt);
@@ -124,7 +155,7 @@ export class TfjsKernel implements ModelKernel {
         const g = grads[e.name];
         // Like PyTorch, a parameter without a gradient is skipped entirely (no weight decay either).
         if (!g) continue;
-        const r = adamw(this.#params[e.name]!, this.#m[e.name]!, this.#v[e.name]!, g, e.group === 'field' ? fieldScalars : spikeScalars);
+        const r = adamw(this.#params[e.name]!, m[e.name]!, v[e.name]!, g, e.group === 'field' ? fieldScalars : spikeScalars);
         out.p![e.name] = r.p;
         out.m![e.name] = r.m;
         out.v![e.name] = r.v;
@@ -133,17 +164,12 @@ export class TfjsKernel implements ModelKernel {
     });
     for (const [name, p] of Object.entries(next.p!)) {
       this.#params[name]!.dispose();
-      this.#m[name]!.dispose();
-      this.#v[name]!.dispose();
+      m[name]!.dispose();
+      v[name]!.dispose();
       this.#params[name] = p;
-      this.#m[name] = next.m![name]!;
-      this.#v[name] = next.v![name]!;
+      m[name] = next.m![name]!;
+      v[name] = next.v![name]!;
     }
-    disposeAll(grads);
-    this.#pendingGrads = null;
-    this.#invalidateTransposed();
-    this.#fieldStep = fieldStep;
-    this.#spikeStep = spikeStep;
   }
 
   forward(batch: Float32Array, rows: number): ForwardResult {
@@ -169,7 +195,7 @@ export class TfjsKernel implements ModelKernel {
 
   getParameters(): Float32Array {
     this.#assertAlive();
-    return this.#toFlat(this.#params);
+    return this.#host ? Float32Array.from(this.#host.p) : this.#toFlat(this.#params);
   }
 
   setParameters(parameters: Float32Array): void {
@@ -177,14 +203,15 @@ export class TfjsKernel implements ModelKernel {
     checkLength('parameters', parameters, this.layout.total);
     disposeAll(this.#params);
     this.#params = this.#fromFlat(parameters);
+    if (this.#host) this.#host.p.set(parameters);
     this.#invalidateTransposed();
   }
 
   getOptimizerState(): OptimizerState {
     this.#assertAlive();
     return {
-      m: this.#toFlat(this.#m),
-      v: this.#toFlat(this.#v),
+      m: this.#host ? Float32Array.from(this.#host.m) : this.#toFlat(this.#m!),
+      v: this.#host ? Float32Array.from(this.#host.v) : this.#toFlat(this.#v!),
       fieldStep: this.#fieldStep,
       spikeStep: this.#spikeStep,
     };
@@ -194,10 +221,15 @@ export class TfjsKernel implements ModelKernel {
     this.#assertAlive();
     checkLength('optimizer m', state.m, this.layout.total);
     checkLength('optimizer v', state.v, this.layout.total);
-    disposeAll(this.#m);
-    disposeAll(this.#v);
-    this.#m = this.#fromFlat(state.m);
-    this.#v = this.#fromFlat(state.v);
+    if (this.#host) {
+      this.#host.m.set(state.m);
+      this.#host.v.set(state.v);
+    } else {
+      disposeAll(this.#m);
+      disposeAll(this.#v);
+      this.#m = this.#fromFlat(state.m);
+      this.#v = this.#fromFlat(state.v);
+    }
     this.#fieldStep = state.fieldStep;
     this.#spikeStep = state.spikeStep;
   }
@@ -340,17 +372,19 @@ export class TfjsKernel implements ModelKernel {
     let r3: tf.Tensor | null = null;
     let sum: tf.Tensor | null = null;
     for (let t = 0; t < T; t++) {
+      // The membranes after the last step are never read: skip their reset.
+      const carry = t < T - 1;
       const m1: tf.Tensor = r1 ? tf.add(r1, c1) : c1;
       const s1 = fire(m1);
-      r1 = reset(m1, s1);
+      if (carry) r1 = reset(m1, s1);
       const u2 = linear(s1, w2t, b2);
       const m2: tf.Tensor = r2 ? tf.add(r2, u2) : u2;
       const s2 = fire(m2);
-      r2 = reset(m2, s2);
+      if (carry) r2 = reset(m2, s2);
       const u3 = linear(s2, w3t, b3);
       const m3: tf.Tensor = r3 ? tf.add(r3, u3) : u3;
       const s3 = fire(m3);
-      r3 = reset(m3, s3);
+      if (carry) r3 = reset(m3, s3);
       sum = sum ? tf.add(sum, s3) : s3;
       if (keep) {
         trace.m1.push(m1);
@@ -555,6 +589,24 @@ function adamwScalars(step: number, o: OptimizerConfig): AdamwScalars {
     decayFactor: tf.scalar(1 - o.learningRate * o.weightDecay),
     stepSize: tf.scalar(o.learningRate / (1 - o.beta1 ** step)),
   };
+}
+
+/** adamw on flat host arrays over [start, end): the same arithmetic as PyTorch's, in one loop. */
+function adamwHost(p: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, start: number, end: number, step: number, o: OptimizerConfig): void {
+  const { beta1, beta2, epsilon } = o;
+  const decayFactor = 1 - o.learningRate * o.weightDecay;
+  const stepSize = o.learningRate / (1 - beta1 ** step);
+  const invSqrtBc2 = 1 / Math.sqrt(1 - beta2 ** step);
+  const c1 = 1 - beta1;
+  const c2 = 1 - beta2;
+  for (let i = start; i < end; i++) {
+    const gi = g[i]!;
+    const mi = beta1 * m[i]! + c1 * gi;
+    const vi = beta2 * v[i]! + c2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i]! * decayFactor - (stepSize * mi) / (Math.sqrt(vi) * invSqrtBc2 + epsilon);
+  }
 }
 
 /** PyTorch's AdamW: p ← p·(1 − lr·wd) − lr/bc1 · m / (√v/√bc2 + eps), moments updated first. */

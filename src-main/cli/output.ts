@@ -1,0 +1,91 @@
+import { QuadraError } from '../../src-shared/errors';
+
+/**
+ * Where a command writes. Results go to stdout; progress and notes to stderr, so `--json` leaves
+ * stdout with exactly one JSON document and pipes stay clean.
+ */
+export interface Output {
+  json: boolean;
+  out: (line: string) => void;
+  note: (line: string) => void;
+  progress: (label: string) => Progress;
+}
+
+export interface Progress {
+  update(done: number, total: number, detail?: string): void;
+  done(detail?: string): void;
+}
+
+export function createOutput(json: boolean, stream: NodeJS.WriteStream = process.stderr): Output {
+  return {
+    json,
+    out: (line) => process.stdout.write(`${line}\n`),
+    note: (line) => stream.write(`${line}\n`),
+    progress: (label) => (stream.isTTY ? new BarProgress(label, stream) : new LineProgress(label, stream)),
+  };
+}
+
+/** A redrawn bar on a terminal, at most ~10 redraws a second. */
+class BarProgress implements Progress {
+  #last = 0;
+  constructor(
+    private readonly label: string,
+    private readonly stream: NodeJS.WriteStream,
+  ) {}
+
+  update(done: number, total: number, detail = ''): void {
+    const now = Date.now();
+    if (now - this.#last < 100 && done < total) return;
+    this.#last = now;
+    const width = 28;
+    const fraction = total > 0 ? Math.min(1, done / total) : 0;
+    const filled = Math.round(fraction * width);
+    const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
+    const pct = `${Math.floor(fraction * 100)}`.padStart(3);
+    this.stream.write(`\r\x1b[2K${this.label} ${bar} ${pct}% ${detail}`);
+  }
+
+  done(detail = ''): void {
+    this.stream.write(`\r\x1b[2K${this.label} done ${detail}\n`);
+  }
+}
+
+/** Plain lines when not a terminal (logs, CI): one at each 10% and at the end. */
+class LineProgress implements Progress {
+  #lastDecile = -1;
+  constructor(
+    private readonly label: string,
+    private readonly stream: NodeJS.WriteStream,
+  ) {}
+
+  update(done: number, total: number, detail = ''): void {
+    const decile = total > 0 ? Math.floor((done / total) * 10) : 0;
+    if (decile === this.#lastDecile || decile >= 10) return;
+    this.#lastDecile = decile;
+    this.stream.write(`${this.label}: ${decile * 10}% ${detail}`.trimEnd() + '\n');
+  }
+
+  done(detail = ''): void {
+    this.stream.write(`${this.label}: done ${detail}`.trimEnd() + '\n');
+  }
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+export function formatRate(samplesPerSec: number): string {
+  return `${Math.round(samplesPerSec).toLocaleString('en-US')} samples/s`;
+}
+
+/** For errors thrown by our own checks that should read as file problems. */
+export function fileError(file: string, problem: string): QuadraError {
+  return new QuadraError('INVALID_FILE', `${file}: ${problem}`, { file });
+}
