@@ -59,8 +59,8 @@ export class Rng {
 /**
  * Inverted dropout mask: each element is 0 with probability p, else 1/(1-p) (PyTorch semantics).
  */
-export function dropoutMask(rng: Rng, size: number, p: number): Float32Array {
-  const mask = new Float32Array(size);
+export function dropoutMask(rng: Rng, size: number, p: number, out?: Float32Array): Float32Array {
+  const mask = out && out.length >= size ? out.subarray(0, size) : new Float32Array(size);
   if (p <= 0) return mask.fill(1);
   const keep = 1 / (1 - p);
   // Compare against a 32-bit threshold to avoid a float division per element.

@@ -3,13 +3,13 @@ import type { BackendId, ModelConfig, OptimizerConfig } from '../../src-shared/e
 import { QuadraError } from '../../src-shared/errors';
 import type { ForwardResult, KernelMemory, LossParts, ModelKernel, OptimizerState } from './kernel';
 import type { ParamEntry, ParamLayout } from './layout';
+import { lifBackward, lifForward, spikeLossHost, sumRows, sumSteps, transposeHost, SURROGATE_SLOPE, type LifParams } from './lif-host';
 import { dropoutMask, Rng } from './random';
 
 const LAYER_NORM_EPS = 1e-5;
 const INV_SQRT2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-/** Surrogate spike gradient: ds/dm = 1 / (1 + SLOPE·|m − θ|)². */
-export const SURROGATE_SLOPE = 25;
+export { SURROGATE_SLOPE };
 
 type Params = Record<string, tf.Tensor>;
 
@@ -39,6 +39,12 @@ export class TfjsKernel implements ModelKernel {
   readonly layout: ParamLayout;
   /** For tests only: see SpikeForward. */
   spikeForward: SpikeForward = 'heaviside';
+  /**
+   * Where the LIF recurrences run: 'host' — JS loops over host arrays, with each layer's matMul
+   * batched over all T steps (wasm and cpu, whose tensors live in host memory); 'tensor' — tfjs ops
+   * step by step (native backends, where a readback is a device sync). Tests run both.
+   */
+  spikePath: 'host' | 'tensor';
   /** For tests only: runs inside the tidy scope of a training step (e.g. to throw there). */
   testHooks: { insideStep?: () => void } = {};
 
@@ -56,8 +62,10 @@ export class TfjsKernel implements ModelKernel {
   #spikeStep = 0;
   #pendingGrads: Params | null = null;
   /** Wᵀ of every Linear weight, valid until the weights change; also keeps XNNPACK's packed weights warm. */
-  #transposed: Params | null = null;
+  #transposed: Params = {};
   #c: Constants;
+  #gradScratch: Float32Array | null = null;
+  #maskScratch: Float32Array | null = null;
   #disposed = false;
 
   constructor(backend: BackendId, model: ModelConfig, layout: ParamLayout, initialParameters: Float32Array) {
@@ -66,6 +74,7 @@ export class TfjsKernel implements ModelKernel {
     this.layout = layout;
     checkLength('parameters', initialParameters, layout.total);
     this.#params = this.#fromFlat(initialParameters);
+    this.spikePath = backend === 'wasm' || backend === 'cpu' ? 'host' : 'tensor';
     if (backend === 'wasm' || backend === 'cpu') {
       this.#host = { p: Float32Array.from(initialParameters), m: new Float32Array(layout.total), v: new Float32Array(layout.total) };
     } else {
@@ -86,10 +95,9 @@ export class TfjsKernel implements ModelKernel {
       const p = this.#params;
       const x = tf.tensor2d(batch, [rows, F]);
       const field = this.#fieldTrain(p, wt, x, rows, dropoutSeed);
-      const spikes = this.#spikeForward(p, wt, x, surrogate);
-      const { spikeLoss, dOut } = this.#spikeLoss(spikes.rates, surrogate);
+      const spikes = this.#spikes(p, wt, x, rows, surrogate);
       const fieldGrads = field.backward();
-      const spikeGrads = surrogate && dOut ? this.#spikeBackward(p, x, spikes, dOut) : null;
+      const spikeGrads = spikes.grads;
       const ordered: Params = {};
       for (const e of this.layout.entries) {
         const g = e.group === 'field' ? fieldGrads[e.name] : spikeGrads?.[e.name];
@@ -97,7 +105,7 @@ export class TfjsKernel implements ModelKernel {
         if (g) ordered[e.name] = tf.reshape(g, e.shape);
       }
       this.testHooks.insideStep?.();
-      parts = lossParts(tf.concat([tf.reshape(field.loss, [1]), tf.reshape(spikeLoss, [1])]).dataSync(), this.model.spikeLossWeight);
+      parts = lossParts([field.loss.dataSync()[0]!, spikes.spikeLoss], this.model.spikeLossWeight);
       return ordered;
     });
     disposeAll(this.#pendingGrads);
@@ -127,19 +135,23 @@ export class TfjsKernel implements ModelKernel {
     const updateSpike = this.model.spikeGradient === 'surrogate';
     const spikeStep = updateSpike ? this.#spikeStep + 1 : this.#spikeStep;
     if (this.#host) {
-      const g = this.#toFlat(grads);
+      const g = this.#toFlat(grads, this.#gradScratch ??= new Float32Array(this.layout.total));
       const { p, m, v } = this.#host;
       const fc = this.layout.fieldCount;
       adamwHost(p, m, v, g, 0, fc, fieldStep, opt);
       if (updateSpike) adamwHost(p, m, v, g, fc, this.layout.total, spikeStep, opt);
-      disposeAll(this.#params);
-      this.#params = this.#fromFlat(p);
+      for (const e of this.layout.entries) {
+        if (!grads[e.name]) continue;
+        this.#params[e.name]!.dispose();
+        this.#params[e.name] = tf.tensor(p.subarray(e.offset, e.offset + e.size), e.shape, 'float32');
+      }
     } else {
       this.#applyOnDevice(grads, fieldStep, spikeStep, opt);
     }
+    const updated = Object.keys(grads);
     disposeAll(grads);
     this.#pendingGrads = null;
-    this.#invalidateTransposed();
+    this.#invalidateTransposed(updated);
     this.#fieldStep = fieldStep;
     this.#spikeStep = spikeStep;
   }
@@ -181,14 +193,13 @@ export class TfjsKernel implements ModelKernel {
       const p = this.#params;
       const x = tf.tensor2d(batch, [rows, F]);
       const y = this.#fieldEval(p, wt, x);
-      const spikes = this.#spikeForward(p, wt, x, false);
-      const reconstruction = tf.mean(tf.squaredDifference(y, x));
-      const { spikeLoss } = this.#spikeLoss(spikes.rates, false);
-      const lossValues = tf.concat([tf.reshape(reconstruction, [1]), tf.reshape(spikeLoss, [1])]).dataSync();
+      const spikes = this.#spikes(p, wt, x, rows, false);
+      const reconstruction = tf.mean(tf.squaredDifference(y, x)).dataSync()[0]!;
       return {
-        ...lossParts(lossValues, this.model.spikeLossWeight),
-        fieldOutput: Float32Array.from(y.dataSync()),
-        spikeRates: Float32Array.from(spikes.rates.dataSync()),
+        ...lossParts([reconstruction, spikes.spikeLoss], this.model.spikeLossWeight),
+        // dataSync may hand out the backend's own buffer (cpu): copy.
+        fieldOutput: (y.dataSync() as Float32Array).slice(),
+        spikeRates: spikes.rates.slice(),
       };
     });
   }
@@ -260,31 +271,37 @@ export class TfjsKernel implements ModelKernel {
   }
 
   /** Layout-order copy; tensors missing from `tensors` (no gradient) read as zeros. */
-  #toFlat(tensors: Params): Float32Array {
-    const flat = new Float32Array(this.layout.total);
+  #toFlat(tensors: Params, into?: Float32Array): Float32Array {
+    const flat = into ?? new Float32Array(this.layout.total);
     for (const e of this.layout.entries) {
       const t = tensors[e.name];
       if (t) flat.set(t.dataSync() as Float32Array, e.offset);
+      else flat.fill(0, e.offset, e.offset + e.size);
     }
     return flat;
   }
 
+  /** Reused host buffer for dropout masks (tf.tensor copies it), to spare the GC a few MB a second. */
+  #scratch(size: number): Float32Array {
+    if (!this.#maskScratch || this.#maskScratch.length < size) this.#maskScratch = new Float32Array(size);
+    return this.#maskScratch;
+  }
+
   #transposedWeights(): Params {
-    if (!this.#transposed) {
-      this.#transposed = tf.tidy(() => {
-        const out: Params = {};
-        for (const e of this.layout.entries) {
-          if (e.kind === 'linear-weight') out[e.name] = tf.transpose(this.#params[e.name]!);
-        }
-        return out;
-      });
+    for (const e of this.layout.entries) {
+      if (e.kind === 'linear-weight' && !this.#transposed[e.name]) {
+        this.#transposed[e.name] = tf.tidy(() => tf.transpose(this.#params[e.name]!));
+      }
     }
     return this.#transposed;
   }
 
-  #invalidateTransposed(): void {
-    disposeAll(this.#transposed);
-    this.#transposed = null;
+  /** Drops the cached Wᵀ of the given weights (all when no names): in 'none' mode the spiking ones stay. */
+  #invalidateTransposed(names?: Iterable<string>): void {
+    for (const name of names ?? Object.keys(this.#transposed)) {
+      this.#transposed[name]?.dispose();
+      delete this.#transposed[name];
+    }
   }
 
   // ---- forward and backward pieces (all called inside tf.tidy) ----
@@ -307,7 +324,7 @@ export class TfjsKernel implements ModelKernel {
     const F = this.model.fieldSize;
     const drop = this.model.dropout;
     const mask = (layer: number, width: number) =>
-      drop > 0 ? tf.tensor2d(dropoutMask(Rng.derive(dropoutSeed, layer), rows * width, drop), [rows, width]) : null;
+      drop > 0 ? tf.tensor2d(dropoutMask(Rng.derive(dropoutSeed, layer), rows * width, drop, this.#scratch(rows * width)), [rows, width]) : null;
     const mask1 = mask(1, H);
     const mask3 = mask(3, H);
     const P = (name: string) => p[name]!;
@@ -328,18 +345,91 @@ export class TfjsKernel implements ModelKernel {
     const backward = (): Params => {
       const g: Params = {};
       const dy = tf.mul(diff, tf.scalar(2 / (rows * F)));
-      const dd3 = linearBackward(dy, d3, P(`${DEC}.4.weight`), g, `${DEC}.4`, true)!;
+      const dd3 = linearBackward(dy, d3, WT(`${DEC}.4.weight`), g, `${DEC}.4`, true)!;
       const da3 = mask3 ? tf.mul(dd3, mask3) : dd3;
       const dh3 = layerNormGeluBackward(da3, n3.cache, P(`${DEC}.1.weight`), g, `${DEC}.1`);
-      const da2 = linearBackward(dh3, n2.out, P(`${DEC}.0.weight`), g, `${DEC}.0`, true)!;
+      const da2 = linearBackward(dh3, n2.out, WT(`${DEC}.0.weight`), g, `${DEC}.0`, true)!;
       const dh2 = layerNormGeluBackward(da2, n2.cache, P(`${ENC}.5.weight`), g, `${ENC}.5`);
-      const dd1 = linearBackward(dh2, d1, P(`${ENC}.4.weight`), g, `${ENC}.4`, true)!;
+      const dd1 = linearBackward(dh2, d1, WT(`${ENC}.4.weight`), g, `${ENC}.4`, true)!;
       const da1 = mask1 ? tf.mul(dd1, mask1) : dd1;
       const dh1 = layerNormGeluBackward(da1, n1.cache, P(`${ENC}.1.weight`), g, `${ENC}.1`);
-      linearBackward(dh1, x, P(`${ENC}.0.weight`), g, `${ENC}.0`, false);
+      linearBackward(dh1, x, WT(`${ENC}.0.weight`), g, `${ENC}.0`, false);
       return g;
     };
     return { loss, backward };
+  }
+
+  /** Spiking forward, spike loss and (with `withGradient`) the spiking parameters' gradients. */
+  #spikes(p: Params, wt: Params, x: tf.Tensor, rows: number, withGradient: boolean): SpikeOutcome {
+    if (this.spikePath === 'host') return this.#spikesHost(p, wt, x, rows, withGradient);
+    const trace = this.#spikeForward(p, wt, x, withGradient);
+    const { spikeLoss, dOut } = this.#spikeLoss(trace.rates, withGradient);
+    return {
+      rates: trace.rates.dataSync() as Float32Array,
+      spikeLoss: spikeLoss.dataSync()[0]!,
+      grads: withGradient && dOut ? this.#spikeBackward(p, x, trace, dOut) : null,
+    };
+  }
+
+  /** The host path: recurrences in JS (lif-host.ts), three batched matMuls each way. */
+  #spikesHost(p: Params, wt: Params, x: tf.Tensor, rows: number, withGradient: boolean): SpikeOutcome {
+    const T = this.model.spikingSteps;
+    const S = this.model.spikingHiddenSize;
+    const F = this.model.fieldSize;
+    const hidden = rows * S;
+    const out = rows * F;
+    const lif = (size: number): LifParams => ({
+      steps: T,
+      size,
+      threshold: p['spike_network.threshold']!.dataSync()[0]!,
+      decay: p['spike_network.decay']!.dataSync()[0]!,
+      smooth: this.spikeForward === 'smooth',
+    });
+    const keep = (size: number) => (withGradient ? new Float32Array(T * size) : null);
+    const c1 = linear(x, wt['spike_network.fc1.weight']!, p['spike_network.fc1.bias']!).dataSync() as Float32Array;
+    const s1 = new Float32Array(T * hidden);
+    const m1 = keep(hidden);
+    lifForward(lif(hidden), c1, s1, m1);
+    const s1t = tf.tensor2d(s1, [T * rows, S]);
+    const u2 = linear(s1t, wt['spike_network.fc2.weight']!, p['spike_network.fc2.bias']!).dataSync() as Float32Array;
+    const s2 = new Float32Array(T * hidden);
+    const m2 = keep(hidden);
+    lifForward(lif(hidden), u2, s2, m2);
+    const s2t = tf.tensor2d(s2, [T * rows, S]);
+    const u3 = linear(s2t, wt['spike_network.fc3.weight']!, p['spike_network.fc3.bias']!).dataSync() as Float32Array;
+    const s3 = new Float32Array(T * out);
+    const m3 = keep(out);
+    lifForward(lif(out), u3, s3, m3);
+    const rates = sumSteps(s3, T, out);
+    for (let i = 0; i < out; i++) rates[i] = rates[i]! / T;
+    const { loss, dRates } = spikeLossHost(rates, withGradient ? this.model.spikeLossWeight : null);
+    if (!withGradient || !dRates || !m1 || !m2 || !m3) return { rates, spikeLoss: loss, grads: null };
+
+    for (let i = 0; i < out; i++) dRates[i] = dRates[i]! / T;
+    const du3 = new Float32Array(T * out);
+    const g3 = lifBackward(lif(out), s3, m3, dRates, du3);
+    const ds2 = tf.matMul(tf.tensor2d(du3, [T * rows, F]), p['spike_network.fc3.weight']!).dataSync() as Float32Array;
+    const du2 = new Float32Array(T * hidden);
+    const g2 = lifBackward(lif(hidden), s2, m2, ds2, du2);
+    const ds1 = tf.matMul(tf.tensor2d(du2, [T * rows, S]), p['spike_network.fc2.weight']!).dataSync() as Float32Array;
+    const du1 = new Float32Array(T * hidden);
+    const g1 = lifBackward(lif(hidden), s1, m1, ds1, du1);
+    const dc1 = sumSteps(du1, T, hidden);
+    // Weight gradients: Σ over steps and rows of duᵀ·input, one matMul each (duᵀ built on the host).
+    return {
+      rates,
+      spikeLoss: loss,
+      grads: {
+        'spike_network.fc1.weight': tf.matMul(tf.tensor2d(transposeHost(dc1, rows, S), [S, rows]), x),
+        'spike_network.fc1.bias': tf.tensor1d(sumRows(dc1, rows, S)),
+        'spike_network.fc2.weight': tf.matMul(tf.tensor2d(transposeHost(du2, T * rows, S), [S, T * rows]), s1t),
+        'spike_network.fc2.bias': tf.tensor1d(sumRows(du2, T * rows, S)),
+        'spike_network.fc3.weight': tf.matMul(tf.tensor2d(transposeHost(du3, T * rows, F), [F, T * rows]), s2t),
+        'spike_network.fc3.bias': tf.tensor1d(sumRows(du3, T * rows, F)),
+        'spike_network.threshold': tf.scalar(g1.threshold + g2.threshold + g3.threshold),
+        'spike_network.decay': tf.scalar(g1.decay + g2.decay + g3.decay),
+      },
+    };
   }
 
   /**
@@ -492,6 +582,13 @@ export class TfjsKernel implements ModelKernel {
 const ENC = 'field_network.encoder';
 const DEC = 'field_network.decoder';
 
+interface SpikeOutcome {
+  /** Mean spikes of the last layer over the steps, [rows, fieldSize]. */
+  rates: Float32Array;
+  spikeLoss: number;
+  grads: Params | null;
+}
+
 interface SpikeTrace {
   rates: tf.Tensor;
   m1: tf.Tensor[];
@@ -531,14 +628,16 @@ export function linear(x: tf.Tensor, weightT: tf.Tensor, bias: tf.Tensor): tf.Te
 }
 
 /**
- * Backward of `linear` with W in PyTorch's [out, in] layout: dW = dYᵀ·X, db = Σ dY, dX = dY·W —
- * plain matMuls after one explicit transpose (transposed matMuls leave XNNPACK's fast path on
- * wasm). Writes dW and db into `grads` under `prefix`; returns dX when asked.
+ * Backward of `linear` with W in PyTorch's [out, in] layout: dW = dYᵀ·X, db = Σ dY and
+ * dX = (Wᵀ·dYᵀ)ᵀ — plain matMuls only (transposed matMuls leave XNNPACK's fast path on wasm).
+ * dX this way reuses the cached Wᵀ and the dYᵀ that dW needs, and XNNPACK packs the small dYᵀ
+ * instead of the whole fresh weight. Writes dW and db into `grads`; returns dX when asked.
  */
-export function linearBackward(dy: tf.Tensor, x: tf.Tensor, weight: tf.Tensor, grads: Params, prefix: string, wantInputGrad: boolean): tf.Tensor | null {
-  grads[`${prefix}.weight`] = tf.matMul(tf.transpose(dy), x);
+export function linearBackward(dy: tf.Tensor, x: tf.Tensor, weightT: tf.Tensor, grads: Params, prefix: string, wantInputGrad: boolean): tf.Tensor | null {
+  const dyT = tf.transpose(dy);
+  grads[`${prefix}.weight`] = tf.matMul(dyT, x);
   grads[`${prefix}.bias`] = tf.sum(dy, 0);
-  return wantInputGrad ? tf.matMul(dy, weight) : null;
+  return wantInputGrad ? tf.transpose(tf.matMul(weightT, dyT)) : null;
 }
 
 /** LayerNorm (eps 1e-5, biased variance, over the last axis) followed by exact-erf GELU. */
