@@ -17,21 +17,40 @@ export interface Progress {
 }
 
 export function createOutput(json: boolean, stream: NodeJS.WriteStream = process.stderr): Output {
+  let bar: BarProgress | null = null;
   return {
     json,
     out: (line) => process.stdout.write(`${line}\n`),
-    note: (line) => stream.write(`${line}\n`),
-    progress: (label) => (stream.isTTY ? new BarProgress(label, stream) : new LineProgress(label, stream)),
+    // A note printed while a bar is showing goes above it: clear the bar's line, print, redraw.
+    note: (line) => {
+      if (bar?.visible) {
+        stream.write(`\r\x1b[2K${line}\n`);
+        bar.redraw();
+      } else {
+        stream.write(`${line}\n`);
+      }
+    },
+    progress: (label) => {
+      if (!stream.isTTY) return new LineProgress(label, stream);
+      bar = new BarProgress(label, stream);
+      return bar;
+    },
   };
 }
 
 /** A redrawn bar on a terminal, at most ~10 redraws a second. */
 class BarProgress implements Progress {
   #last = 0;
+  #line = '';
+  visible = false;
   constructor(
     private readonly label: string,
     private readonly stream: NodeJS.WriteStream,
   ) {}
+
+  redraw(): void {
+    if (this.visible) this.stream.write(this.#line);
+  }
 
   update(done: number, total: number, detail = ''): void {
     const now = Date.now();
@@ -42,10 +61,13 @@ class BarProgress implements Progress {
     const filled = Math.round(fraction * width);
     const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
     const pct = `${Math.floor(fraction * 100)}`.padStart(3);
-    this.stream.write(`\r\x1b[2K${this.label} ${bar} ${pct}% ${detail}`);
+    this.#line = `\r\x1b[2K${this.label} ${bar} ${pct}% ${detail}`;
+    this.visible = true;
+    this.stream.write(this.#line);
   }
 
   done(detail = ''): void {
+    this.visible = false;
     this.stream.write(`\r\x1b[2K${this.label} done ${detail}\n`);
   }
 }

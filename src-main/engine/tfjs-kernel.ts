@@ -68,14 +68,18 @@ export class TfjsKernel implements ModelKernel {
   #maskScratch: Float32Array | null = null;
   #disposed = false;
 
-  constructor(backend: BackendId, model: ModelConfig, layout: ParamLayout, initialParameters: Float32Array) {
+  /**
+   * `hostOptimizer` defaults to true on wasm and cpu (tensors in host memory) and false on the
+   * native backends, where AdamW stays on the device; tests force either on any backend.
+   */
+  constructor(backend: BackendId, model: ModelConfig, layout: ParamLayout, initialParameters: Float32Array, options: { hostOptimizer?: boolean } = {}) {
     this.backend = backend;
     this.model = model;
     this.layout = layout;
     checkLength('parameters', initialParameters, layout.total);
     this.#params = this.#fromFlat(initialParameters);
     this.spikePath = backend === 'wasm' || backend === 'cpu' ? 'host' : 'tensor';
-    if (backend === 'wasm' || backend === 'cpu') {
+    if (options.hostOptimizer ?? (backend === 'wasm' || backend === 'cpu')) {
       this.#host = { p: Float32Array.from(initialParameters), m: new Float32Array(layout.total), v: new Float32Array(layout.total) };
     } else {
       this.#m = this.#fromFlat(new Float32Array(layout.total));

@@ -1,14 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../../src-main/engine/checkpoint';
+import { TfjsKernel } from '../../src-main/engine/tfjs-kernel';
+import { buildLayout } from '../../src-main/engine/layout';
+import { ModelConfigSchema, OptimizerConfigSchema } from '../../src-shared/engine-config';
 import { createEngine, loadSafetensorsFixture, maxAbsDiff, readFixture, relErr, SMALL_MODEL, tensor } from '../helpers/engine';
 
 /** Files written by real PyTorch (tests/fixtures/pytorch/make_fixtures.py) for the reference modules. */
 describe('parity with the PyTorch reference', () => {
-  it('loads a PyTorch state_dict at default sizes and reproduces its outputs', async () => {
+  for (const spikePath of ['host', 'tensor'] as const) it(`loads a PyTorch state_dict at default sizes and reproduces its outputs (${spikePath} LIF path)`, async () => {
     const contents = decodeCheckpoint(readFixture('pytorch/default.safetensors'), 'default.safetensors');
     expect(contents.origin).toBe('pytorch');
     expect(contents.model).toMatchObject({ fieldSize: 100, hiddenSize: 256, spikingHiddenSize: 128 });
     const engine = await createEngine({ model: contents.model });
+    (engine.kernel as TfjsKernel).spikePath = spikePath;
     engine.loadCheckpoint(contents);
     const io = loadSafetensorsFixture('pytorch/default-io.safetensors');
     const input = tensor(io, 'input');
@@ -38,9 +42,10 @@ describe('parity with the PyTorch reference', () => {
     engine.dispose();
   });
 
-  for (const mode of ['surrogate', 'none'] as const) {
-    it(`gradients and one AdamW step match PyTorch autograd ('${mode}')`, async () => {
+  for (const [mode, spikePath] of [['surrogate', 'host'], ['surrogate', 'tensor'], ['none', 'host'], ['none', 'tensor']] as const) {
+    it(`gradients and one AdamW step match PyTorch autograd ('${mode}', ${spikePath} LIF path)`, async () => {
       const engine = await createEngine({ model: { ...SMALL_MODEL, dropout: 0, spikeGradient: mode } });
+      (engine.kernel as TfjsKernel).spikePath = spikePath;
       engine.loadCheckpoint(decodeCheckpoint(readFixture('pytorch/small.safetensors'), 'small.safetensors', SMALL_MODEL));
       const ref = loadSafetensorsFixture(`pytorch/small-grads-${mode}.safetensors`);
       const input = tensor(loadSafetensorsFixture('pytorch/small-io.safetensors'), 'input');
@@ -72,8 +77,9 @@ describe('parity with the PyTorch reference', () => {
     });
   }
 
-  it('tracks a 200-step PyTorch training run (surrogate)', async () => {
+  for (const spikePath of ['host', 'tensor'] as const) it(`tracks a 200-step PyTorch training run (surrogate, ${spikePath} LIF path)`, async () => {
     const engine = await createEngine({ model: { ...SMALL_MODEL, dropout: 0, spikeGradient: 'surrogate' } });
+    (engine.kernel as TfjsKernel).spikePath = spikePath;
     engine.loadCheckpoint(decodeCheckpoint(readFixture('pytorch/small.safetensors'), 'small.safetensors', SMALL_MODEL));
     const ref = loadSafetensorsFixture('pytorch/small-train-surrogate.safetensors');
     const data = tensor(ref, 'data');
@@ -102,5 +108,23 @@ describe('parity with the PyTorch reference', () => {
       expect(maxAbsDiff(out.spikeRates, tensor(lowp, `spike_rates_${kind}`)), kind).toBe(0);
       engine.dispose();
     }
+  });
+
+  it('the on-device AdamW (native backends) takes the same step as PyTorch', async () => {
+    // Built directly so the device optimiser runs on the test backend.
+    await createEngine({ model: { ...SMALL_MODEL } });
+    const contents = decodeCheckpoint(readFixture('pytorch/small.safetensors'), 'small.safetensors', SMALL_MODEL);
+    const model = ModelConfigSchema.parse({ ...SMALL_MODEL, dropout: 0, spikeGradient: 'surrogate' });
+    const kernel = new TfjsKernel('wasm', model, buildLayout(model), contents.parameters, { hostOptimizer: false });
+    const ref = loadSafetensorsFixture('pytorch/small-grads-surrogate.safetensors');
+    kernel.computeGradients(tensor(loadSafetensorsFixture('pytorch/small-io.safetensors'), 'input'), 5, 0);
+    kernel.applyGradients(OptimizerConfigSchema.parse({}));
+    const after = kernel.getParameters();
+    const state = kernel.getOptimizerState();
+    for (const e of kernel.layout.entries) {
+      expect(maxAbsDiff(after.subarray(e.offset, e.offset + e.size), tensor(ref, `after.${e.name}`)), e.name).toBeLessThan(2e-6);
+      expect(relErr(state.m.subarray(e.offset, e.offset + e.size), tensor(ref, `adam_m.${e.name}`)), e.name).toBeLessThan(1e-4);
+    }
+    kernel.dispose();
   });
 });
