@@ -24,7 +24,7 @@ const layer = (files, { paths = [], regexes = [] }) => ({
 const NO_ELECTRON = { name: 'electron', message: "Only src-main/electron may import 'electron' (DESIGN.md §2)." };
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'out/**', 'release/**', 'tests/fixtures/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'out/**', 'release/**', 'tests/fixtures/**', '.scratch/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -1,4 +1,5 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelConfigSchema, type EngineConfig, type ModelConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
@@ -163,13 +164,19 @@ export async function readCheckpointFile(filePath: string, expected?: Partial<Mo
   return decodeCheckpoint(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), filePath, expected);
 }
 
-/** Writes to a temporary file beside the target, then renames: a crash never leaves half a checkpoint. */
+let tmpCounter = 0;
+
+/**
+ * Writes to a temporary file beside the target, then renames: a crash never leaves half a file,
+ * concurrent writers each rename a whole file of their own, and a failure removes the temporary.
+ */
 export async function writeFileAtomic(filePath: string, bytes: Uint8Array): Promise<void> {
-  const tmp = path.join(path.dirname(filePath), `.${path.basename(filePath)}.${process.pid}.tmp`);
+  const tmp = path.join(path.dirname(filePath), `.${path.basename(filePath)}.${process.pid}.${++tmpCounter}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    await writeFile(tmp, bytes);
+    await writeFile(tmp, bytes, { flag: 'wx' });
     await rename(tmp, filePath);
   } catch (error) {
+    await rm(tmp, { force: true }).catch(() => undefined);
     throw new QuadraError('IO_ERROR', `${filePath}: cannot write (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, {
       file: filePath,
     });

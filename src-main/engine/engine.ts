@@ -154,8 +154,21 @@ export class OscillatorEngine {
 
   /** Restores a full state; partial states (e.g. weights only, from PyTorch) leave the rest as is. */
   setState(state: Partial<EngineState>): void {
-    if (state.fieldState && state.fieldState.length !== this.config.model.fieldSize) {
-      throw new QuadraError('SHAPE_MISMATCH', `field_state: expected [${this.config.model.fieldSize}], got [${state.fieldState.length}]`);
+    // Check everything first: a state that fails part-way must change nothing.
+    const total = this.layout.total;
+    const expectLength = (what: string, values: Float32Array | undefined, expected: number) => {
+      if (values && values.length !== expected) {
+        throw new QuadraError('SHAPE_MISMATCH', `${what}: expected ${expected} values, got ${values.length}`, { field: what, expected, length: values.length });
+      }
+    };
+    expectLength('parameters', state.parameters, total);
+    expectLength('optimizer.m', state.optimizer?.m, total);
+    expectLength('optimizer.v', state.optimizer?.v, total);
+    expectLength('field_state', state.fieldState, this.config.model.fieldSize);
+    for (const [what, value] of [['step', state.step], ['optimizer.fieldStep', state.optimizer?.fieldStep], ['optimizer.spikeStep', state.optimizer?.spikeStep]] as const) {
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+        throw new QuadraError('INVALID_ARGUMENT', `${what}: expected a whole number ≥ 0, got ${value}`, { field: what });
+      }
     }
     if (state.parameters) this.#kernel.setParameters(state.parameters);
     if (state.optimizer) this.#kernel.setOptimizerState(state.optimizer);

@@ -65,7 +65,8 @@ export class TfjsKernel implements ModelKernel {
   #transposed: Params = {};
   #c: Constants;
   #gradScratch: Float32Array | null = null;
-  #maskScratch: Float32Array | null = null;
+  #maskScratch = new Map<number, Float32Array>();
+  readonly #copiesOnCreate: boolean;
   #disposed = false;
 
   /**
@@ -77,6 +78,7 @@ export class TfjsKernel implements ModelKernel {
     this.model = model;
     this.layout = layout;
     checkLength('parameters', initialParameters, layout.total);
+    this.#copiesOnCreate = tf.getBackend() === 'wasm';
     this.#params = this.#fromFlat(initialParameters);
     this.spikePath = backend === 'wasm' || backend === 'cpu' ? 'host' : 'tensor';
     if (options.hostOptimizer ?? (backend === 'wasm' || backend === 'cpu')) {
@@ -147,7 +149,7 @@ export class TfjsKernel implements ModelKernel {
       for (const e of this.layout.entries) {
         if (!grads[e.name]) continue;
         this.#params[e.name]!.dispose();
-        this.#params[e.name] = tf.tensor(p.subarray(e.offset, e.offset + e.size), e.shape, 'float32');
+        this.#params[e.name] = this.#upload(p.subarray(e.offset, e.offset + e.size), e.shape);
       }
     } else {
       this.#applyOnDevice(grads, fieldStep, spikeStep, opt);
@@ -269,7 +271,7 @@ export class TfjsKernel implements ModelKernel {
   #fromFlat(flat: Float32Array, include: (e: ParamEntry) => boolean = () => true): Params {
     const out: Params = {};
     for (const e of this.layout.entries) {
-      if (include(e)) out[e.name] = tf.tensor(flat.subarray(e.offset, e.offset + e.size), e.shape, 'float32');
+      if (include(e)) out[e.name] = this.#upload(flat.subarray(e.offset, e.offset + e.size), e.shape);
     }
     return out;
   }
@@ -285,10 +287,22 @@ export class TfjsKernel implements ModelKernel {
     return flat;
   }
 
-  /** Reused host buffer for dropout masks (tf.tensor copies it), to spare the GC a few MB a second. */
-  #scratch(size: number): Float32Array {
-    if (!this.#maskScratch || this.#maskScratch.length < size) this.#maskScratch = new Float32Array(size);
-    return this.#maskScratch;
+  /**
+   * A tensor holding these values. The wasm backend copies them into its heap at once; the cpu
+   * backend (and tfjs-node until first use) keeps a reference to the array, so there the values
+   * are copied first — the caller may reuse or change its array afterwards either way.
+   */
+  #upload(values: Float32Array, shape: number[]): tf.Tensor {
+    return tf.tensor(this.#copiesOnCreate ? values : values.slice(), shape, 'float32');
+  }
+
+  /** Reused host buffers for dropout masks (one per layer), sparing the GC a few MB a second. */
+  #scratch(layer: number, size: number): Float32Array {
+    const existing = this.#maskScratch.get(layer);
+    if (existing && existing.length >= size) return existing;
+    const fresh = new Float32Array(size);
+    this.#maskScratch.set(layer, fresh);
+    return fresh;
   }
 
   #transposedWeights(): Params {
@@ -328,7 +342,7 @@ export class TfjsKernel implements ModelKernel {
     const F = this.model.fieldSize;
     const drop = this.model.dropout;
     const mask = (layer: number, width: number) =>
-      drop > 0 ? tf.tensor2d(dropoutMask(Rng.derive(dropoutSeed, layer), rows * width, drop, this.#scratch(rows * width)), [rows, width]) : null;
+      drop > 0 ? this.#upload(dropoutMask(Rng.derive(dropoutSeed, layer), rows * width, drop, this.#scratch(layer, rows * width)), [rows, width]) : null;
     const mask1 = mask(1, H);
     const mask3 = mask(3, H);
     const P = (name: string) => p[name]!;

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BackendId, EngineConfigInput, ModelConfig } from '../../src-shared/engine-config';
+import { selectBackend } from '../../src-main/engine/backends';
 import { OscillatorEngine } from '../../src-main/engine/engine';
 import { parseSafetensors, type SafetensorsFile } from '../../src-main/engine/safetensors';
 
@@ -43,4 +44,57 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-12
   let scale = floor;
   for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]!));
   return maxAbsDiff(a, b) / scale;
+}
+
+/** Activates the test backend without building an engine (for tests of the pure tensor helpers). */
+export async function useTestBackend(backend: BackendId = TEST_BACKEND): Promise<void> {
+  await selectBackend(backend, NO_GPU);
+}
+
+/** Index of the first element whose float32 bits differ (so NaN payloads and −0 count), or −1. */
+export function firstBitDifference(a: Float32Array, b: Float32Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length);
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  return -1;
+}
+
+/** What `action` threw (synchronously or as a rejection); fails the test when it does not throw. */
+export async function thrownBy(action: () => unknown): Promise<unknown> {
+  try {
+    await action();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected an error, none was thrown');
+}
+
+/**
+ * erf in float64 from the all-positive series erf(x) = 2/√π·e^(−x²)·Σ (2x²)ⁿ·x / (1·3·…·(2n+1)):
+ * no cancellation, so the error is a few ulp for |x| ≤ 6; beyond, erf(x) rounds to ±1 in float64.
+ */
+export function erf64(x: number): number {
+  const a = Math.abs(x);
+  if (a > 6) return Math.sign(x);
+  let term = a;
+  let sum = a;
+  for (let n = 1; term > sum * 1e-17; n++) {
+    term *= (2 * a * a) / (2 * n + 1);
+    sum += term;
+  }
+  return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * Math.exp(-a * a) * sum;
+}
+
+/** Exact (erf) GELU in float64: x·Φ(x). */
+export function gelu64(x: number): number {
+  return 0.5 * x * (1 + erf64(x * Math.SQRT1_2));
+}
+
+/** LayerNorm of one row in float64: biased variance, eps 1e-5 (PyTorch's default). */
+export function layerNorm64(row: readonly number[], gain: ArrayLike<number>, bias: ArrayLike<number>, eps = 1e-5): number[] {
+  const mean = row.reduce((s, v) => s + v, 0) / row.length;
+  const variance = row.reduce((s, v) => s + (v - mean) ** 2, 0) / row.length;
+  const rstd = 1 / Math.sqrt(variance + eps);
+  return row.map((v, i) => (v - mean) * rstd * gain[i]! + bias[i]!);
 }
