@@ -27,6 +27,23 @@ export const SPIKE_GRADIENT_OPTION: OptionSpec = {
 export const BATCH_OPTION: OptionSpec = { kind: 'int', description: 'batch size (default: the recommended one)', max: 65_536, placeholder: 'N' };
 export const SEED_OPTION: OptionSpec = { kind: 'int', min: 0, max: 4_294_967_295, description: 'random seed (default 42)', placeholder: 'N' };
 
+/** Model architecture options shared by the commands that build a fresh model. */
+export const MODEL_OPTIONS: Record<string, OptionSpec> = {
+  'field-size': { kind: 'int', description: 'field size F (default 100)', max: 65_536, placeholder: 'N' },
+  'hidden-size': { kind: 'int', description: 'field network hidden size H (default 256)', max: 16_384, placeholder: 'N' },
+  'spiking-hidden-size': { kind: 'int', description: 'spiking network hidden size S (default 128)', max: 16_384, placeholder: 'N' },
+  'spiking-steps': { kind: 'int', description: 'spiking time steps T (default 10)', max: 1_000, placeholder: 'N' },
+  'spike-gradient': SPIKE_GRADIENT_OPTION,
+};
+
+/** The model part of the engine config from MODEL_OPTIONS (unset options keep their defaults). */
+export function modelConfigFrom(options: ParsedOptions): Record<string, unknown> {
+  const model: Record<string, unknown> = {};
+  const map = { 'field-size': 'fieldSize', 'hidden-size': 'hiddenSize', 'spiking-hidden-size': 'spikingHiddenSize', 'spiking-steps': 'spikingSteps', 'spike-gradient': 'spikeGradient' } as const;
+  for (const [option, field] of Object.entries(map)) if (options[option] !== undefined) model[field] = options[option];
+  return model;
+}
+
 let hardwareCache: Promise<HardwareInfo> | null = null;
 
 export function hardware(): Promise<HardwareInfo> {

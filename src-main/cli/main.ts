@@ -71,8 +71,11 @@ export async function runCli(argv: string[]): Promise<number> {
   try {
     return await command.run(parsed, output);
   } catch (error) {
-    if (error instanceof UsageError) {
+    // Arguments that parse but make no sense together (a model too large, a bad dataset spec) are usage errors too.
+    const badArgument = error instanceof QuadraError && (error.code === 'INVALID_CONFIG' || error.code === 'INVALID_ARGUMENT');
+    if (error instanceof UsageError || badArgument) {
       process.stderr.write(`quadra ${name}: ${error.message}\n\n${formatUsage(command.spec)}\n`);
+      if (output.json) process.stdout.write(`${JSON.stringify({ error: toErrorData(error) })}\n`);
       return EXIT_USAGE;
     }
     const data = toErrorData(error);

@@ -75,8 +75,6 @@ export function assertPrecisionSupported(precision: Precision, backend: BackendI
  */
 export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSituation): Promise<BackendSelection> {
   if (selected && (requested === 'auto' || requested === selected.id)) return selected;
-  // Native backends read this when they load; set before, so several processes can share a GPU.
-  process.env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
   const order: BackendId[] = requested === 'auto' ? [...BACKEND_IDS] : [requested];
   const report: BackendStatus[] = [];
   for (const id of order) {
@@ -144,6 +142,8 @@ async function tryNative(kind: 'gpu' | 'cpu', gpu: GpuSituation): Promise<Backen
   }
   try {
     if (!nativePackageLoaded) {
+      // TensorFlow reads this when it loads: allocate GPU memory as needed, so several processes share a GPU.
+      process.env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
       require(pkg);
       nativePackageLoaded = kind;
     }

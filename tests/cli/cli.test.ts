@@ -53,6 +53,13 @@ describe('quadra CLI', () => {
     const missing = await quadra(['predict', '--input', 'x.npy']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('--checkpoint is required');
+    const tooLarge = await quadra(['train', '--epochs', '1', '--field-size', '65536', '--hidden-size', '16384', '--json']);
+    expect(tooLarge.code).toBe(2);
+    expect(tooLarge.stderr).toContain('model too large');
+    expect(JSON.parse(tooLarge.stdout).error.code).toBe('INVALID_CONFIG');
+    const fp16Alone = await quadra(['train', '--epochs', '1', '--fp16']);
+    expect(fp16Alone.code).toBe(2);
+    expect(fp16Alone.stderr).toContain('--fp16 needs --checkpoint-out');
   });
 
   it('bench --json prints one object with the documented fields', async () => {
@@ -108,6 +115,16 @@ describe('quadra CLI', () => {
     expect(y.shape).toEqual([3, 100]);
     expect(y.sourceDtype).toBe('<f4');
     expect(parseNpy(new Uint8Array(readFileSync(spikes)), spikes).shape).toEqual([3, 100]);
+
+    const half = path.join(tmp, 'half.safetensors');
+    const small = await quadra(['train', '--epochs', '1', '--dataset', 'synthetic:32', '--batch-size', '16', '--field-size', '12', '--hidden-size', '8', '--spiking-steps', '3', '--backend', 'wasm', '--checkpoint-out', half, '--fp16', '--json']);
+    expect(small.code).toBe(0);
+    const halfBytes = readFileSync(half);
+    const halfContents = decodeCheckpoint(new Uint8Array(halfBytes.buffer, halfBytes.byteOffset, halfBytes.byteLength), half);
+    expect(halfContents.model).toMatchObject({ fieldSize: 12, hiddenSize: 8, spikingSteps: 3 });
+    expect(halfContents.optimizer).toBeNull();
+    const header = JSON.parse(halfBytes.toString('utf8', 8, 8 + Number(halfBytes.readBigUInt64LE(0))));
+    expect(header['field_network.encoder.0.weight'].dtype).toBe('F16');
   });
 
   it('bad files give one line naming the file, exit 1, no stack trace, and no output file', async () => {

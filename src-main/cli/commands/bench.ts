@@ -1,32 +1,29 @@
 import os from 'node:os';
-import type { SpikeGradient } from '../../../src-shared/engine-config';
 import { runBench } from '../../bench/bench';
 import type { CommandSpec, Parsed } from '../args';
-import { BACKEND_OPTION, BATCH_OPTION, engineFor, JSON_OPTION, SPIKE_GRADIENT_OPTION } from '../common';
+import { BACKEND_OPTION, BATCH_OPTION, engineFor, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom } from '../common';
 import { formatRate, type Output } from '../output';
 import { versions } from '../../engine/versions';
 
 export const benchSpec: CommandSpec = {
   name: 'bench',
   summary: 'Measure training and forward throughput: warm-up, then R repeats of N steps; reports median, min and max samples/s.',
-  usage: 'quadra bench [--backend B] [--batch-size N] [--iterations N] [--repeats R] [--spike-gradient surrogate|none] [--field-size N] [--json]',
+  usage: 'quadra bench [--backend B] [--batch-size N] [--iterations N] [--repeats R] [--warmup N] [--spike-gradient surrogate|none] [model options] [--json]',
   options: {
     backend: BACKEND_OPTION,
     'batch-size': { ...BATCH_OPTION, description: 'batch size (default 64)' },
     iterations: { kind: 'int', description: 'timed steps per repeat (default 50)', max: 1_000_000, placeholder: 'N' },
     repeats: { kind: 'int', description: 'timed repeats (default 5)', max: 1_000, placeholder: 'R' },
     warmup: { kind: 'int', min: 0, description: 'untimed warm-up steps (default 20)', max: 100_000, placeholder: 'N' },
-    'spike-gradient': SPIKE_GRADIENT_OPTION,
-    'field-size': { kind: 'int', description: 'field size (default 100)', max: 65_536, placeholder: 'N' },
+    ...MODEL_OPTIONS,
     json: JSON_OPTION,
   },
 };
 
 export async function bench({ options }: Parsed, output: Output): Promise<number> {
-  const spikeGradient = (options['spike-gradient'] as SpikeGradient | undefined) ?? 'surrogate';
   const batchSize = (options['batch-size'] as number | undefined) ?? 64;
-  const fieldSize = (options['field-size'] as number | undefined) ?? 100;
-  const engine = await engineFor(options, { batchSize, model: { spikeGradient, fieldSize } }, output);
+  const engine = await engineFor(options, { batchSize, model: modelConfigFrom(options) }, output);
+  const { spikeGradient, fieldSize } = engine.config.model;
   try {
     const progress = output.progress('bench');
     const result = runBench(engine, {
@@ -41,6 +38,7 @@ export async function bench({ options }: Parsed, output: Output): Promise<number
       batchSize,
       fieldSize,
       spikeGradient,
+      model: engine.config.model,
       iterations: result.iterations,
       repeats: result.repeats,
       trainSamplesPerSec: result.trainSamplesPerSec,

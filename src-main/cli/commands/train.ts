@@ -1,23 +1,23 @@
-import type { SpikeGradient } from '../../../src-shared/engine-config';
 import { writeFileAtomic } from '../../engine/checkpoint';
 import { getOptimalConfig } from '../../engine/auto-config';
 import { parseSyntheticSpec, syntheticRows } from '../../data/synthetic';
 import { trainSingleProcess } from '../../training/single-process';
 import { UsageError, type CommandSpec, type Parsed } from '../args';
-import { BACKEND_OPTION, BATCH_OPTION, engineFor, hardware, JSON_OPTION, SEED_OPTION, SPIKE_GRADIENT_OPTION } from '../common';
+import { BACKEND_OPTION, BATCH_OPTION, engineFor, hardware, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom, SEED_OPTION } from '../common';
 import { formatRate, type Output } from '../output';
 
 export const trainSpec: CommandSpec = {
   name: 'train',
   summary: 'Train in this process on synthetic data (seeded N(0, 0.1²) rows, as the reference did) and optionally save the checkpoint.',
-  usage: 'quadra train --epochs N [--batch-size N] [--dataset synthetic:N] [--checkpoint-out FILE] [--backend B] [--spike-gradient M] [--seed N] [--json]',
+  usage: 'quadra train --epochs N [--batch-size N] [--dataset synthetic:N] [--checkpoint-out FILE [--fp16]] [--backend B] [--spike-gradient M] [model options] [--seed N] [--json]',
   options: {
     epochs: { kind: 'int', description: 'passes over the dataset (required)', max: 1_000_000, placeholder: 'N' },
     'batch-size': BATCH_OPTION,
     dataset: { kind: 'string', description: 'synthetic:N — N rows of N(0, 0.1²) data (default synthetic:1024)', placeholder: 'SPEC' },
     'checkpoint-out': { kind: 'string', description: 'write the final checkpoint (.safetensors) here', placeholder: 'FILE' },
+    fp16: { kind: 'boolean', description: 'write the checkpoint as F16 (weights and field state only: half the size, for use elsewhere)' },
     'learning-rate': { kind: 'number', min: 0, max: 10, description: 'AdamW learning rate (default 0.001)', placeholder: 'LR' },
-    'spike-gradient': SPIKE_GRADIENT_OPTION,
+    ...MODEL_OPTIONS,
     seed: SEED_OPTION,
     backend: BACKEND_OPTION,
     json: JSON_OPTION,
@@ -29,6 +29,7 @@ export async function train({ options }: Parsed, output: Output): Promise<number
     throw new UsageError('--epochs is required');
   }
   const epochs = options.epochs as number;
+  if (options.fp16 && options['checkpoint-out'] === undefined) throw new UsageError('--fp16 needs --checkpoint-out');
   const rows = parseSyntheticSpec((options.dataset as string | undefined) ?? 'synthetic:1024');
   const hw = await hardware();
   const batchSize = (options['batch-size'] as number | undefined) ?? getOptimalConfig(hw).batchSize;
@@ -38,7 +39,7 @@ export async function train({ options }: Parsed, output: Output): Promise<number
     {
       batchSize,
       seed,
-      model: { spikeGradient: (options['spike-gradient'] as SpikeGradient | undefined) ?? 'surrogate' },
+      model: modelConfigFrom(options),
       optimizer: options['learning-rate'] === undefined ? {} : { learningRate: options['learning-rate'] as number },
     },
     output,
@@ -56,7 +57,7 @@ export async function train({ options }: Parsed, output: Output): Promise<number
     });
     progress.done();
     const checkpointPath = options['checkpoint-out'] as string | undefined;
-    if (checkpointPath) await writeFileAtomic(checkpointPath, engine.toCheckpoint());
+    if (checkpointPath) await writeFileAtomic(checkpointPath, engine.toCheckpoint({ dtype: options.fp16 ? 'F16' : 'F32' }));
     const result = {
       backend: engine.backend.id,
       batchSize,
