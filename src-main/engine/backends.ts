@@ -75,6 +75,7 @@ export function assertPrecisionSupported(precision: Precision, backend: BackendI
  */
 export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSituation): Promise<BackendSelection> {
   if (selected && (requested === 'auto' || requested === selected.id)) return selected;
+  allowGpuMemoryGrowth();
   const order: BackendId[] = requested === 'auto' ? [...BACKEND_IDS] : [requested];
   const report: BackendStatus[] = [];
   for (const id of order) {
@@ -96,11 +97,17 @@ export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSitua
 
 /** What each backend would do on this machine, without changing the active one (for `quadra hardware`). */
 export async function probeBackends(gpu: GpuSituation): Promise<BackendStatus[]> {
+  allowGpuMemoryGrowth();
   const active = tf.getBackend();
   const statuses: BackendStatus[] = [];
   for (const id of BACKEND_IDS) statuses.push(await tryBackend(id, gpu));
   if (active && tf.getBackend() !== active) await tf.setBackend(active);
   return statuses;
+}
+
+/** TensorFlow reads this when it loads: GPU memory is allocated as needed, so several processes can share a GPU. */
+function allowGpuMemoryGrowth(): void {
+  process.env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
 }
 
 export function formatBackendReport(report: BackendStatus[]): string[] {
@@ -142,8 +149,6 @@ async function tryNative(kind: 'gpu' | 'cpu', gpu: GpuSituation): Promise<Backen
   }
   try {
     if (!nativePackageLoaded) {
-      // TensorFlow reads this when it loads: allocate GPU memory as needed, so several processes share a GPU.
-      process.env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
       require(pkg);
       nativePackageLoaded = kind;
     }

@@ -105,16 +105,6 @@ export function lifBackward(p: LifParams, spikes: Float32Array, membranes: Float
   return { du, threshold: dThreshold, decay: dDecay };
 }
 
-/** Σ over steps of a step-major array: the gradient of a current that is the same every step. */
-export function sumSteps(values: Float32Array, steps: number, size: number): Float32Array {
-  const out = new Float32Array(size);
-  for (let t = 0; t < steps; t++) {
-    const base = t * size;
-    for (let i = 0; i < size; i++) out[i] = out[i]! + values[base + i]!;
-  }
-  return out;
-}
-
 /** Row-major [rows, cols] → [cols, rows]. */
 export function transposeHost(values: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
@@ -125,7 +115,7 @@ export function transposeHost(values: Float32Array, rows: number, cols: number):
   return out;
 }
 
-/** Σ over rows of a row-major [rows, cols] array. */
+/** Σ over rows of a row-major [rows, cols] array (also: Σ over steps of a step-major [steps, size] one). */
 export function sumRows(values: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(cols);
   for (let r = 0; r < rows; r++) {

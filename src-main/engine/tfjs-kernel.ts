@@ -3,7 +3,7 @@ import type { BackendId, ModelConfig, OptimizerConfig } from '../../src-shared/e
 import { QuadraError } from '../../src-shared/errors';
 import type { ForwardResult, KernelMemory, LossParts, ModelKernel, OptimizerState } from './kernel';
 import type { ParamEntry, ParamLayout } from './layout';
-import { lifBackward, lifForward, spikeLossHost, sumRows, sumSteps, transposeHost, SURROGATE_SLOPE, type LifParams } from './lif-host';
+import { lifBackward, lifForward, spikeLossHost, sumRows, transposeHost, SURROGATE_SLOPE, type LifParams } from './lif-host';
 import { dropoutMask, Rng } from './random';
 
 const LAYER_NORM_EPS = 1e-5;
@@ -418,7 +418,7 @@ export class TfjsKernel implements ModelKernel {
     const s3 = new Float32Array(T * out);
     const m3 = keep(out);
     lifForward(lif(out), u3, s3, m3);
-    const rates = sumSteps(s3, T, out);
+    const rates = sumRows(s3, T, out);
     for (let i = 0; i < out; i++) rates[i] = rates[i]! / T;
     const { loss, dRates } = spikeLossHost(rates, withGradient ? this.model.spikeLossWeight : null);
     if (!withGradient || !dRates || !m1 || !m2 || !m3) return { rates, spikeLoss: loss, grads: null };
@@ -432,7 +432,7 @@ export class TfjsKernel implements ModelKernel {
     const ds1 = tf.matMul(tf.tensor2d(du2, [T * rows, S]), p['spike_network.fc2.weight']!).dataSync() as Float32Array;
     const du1 = new Float32Array(T * hidden);
     const g1 = lifBackward(lif(hidden), s1, m1, ds1, du1);
-    const dc1 = sumSteps(du1, T, hidden);
+    const dc1 = sumRows(du1, T, hidden);
     // Weight gradients: Σ over steps and rows of duᵀ·input, one matMul each (duᵀ built on the host).
     return {
       rates,

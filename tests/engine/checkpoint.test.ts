@@ -8,7 +8,7 @@ import { decodeCheckpoint, readCheckpointFile, writeFileAtomic } from '../../src
 import type { OscillatorEngine } from '../../src-main/engine/engine';
 import { Rng } from '../../src-main/engine/random';
 import { float16BitsToFloat32, float32ToFloat16Bits, parseSafetensors, serializeSafetensors, type TensorToWrite } from '../../src-main/engine/safetensors';
-import { createEngine, firstBitDifference, readFixture, SMALL_MODEL, thrownBy } from '../helpers/engine';
+import { createEngine, expectSameState, firstBitDifference, readFixture, safetensorsBytes, SMALL_MODEL, thrownBy } from '../helpers/engine';
 
 const LABEL = 'runs/seven/step-3.safetensors';
 const F = SMALL_MODEL.fieldSize!;
@@ -34,15 +34,6 @@ async function trained(config: Parameters<typeof createEngine>[0] = CONFIG, seed
   return e;
 }
 
-function expectSameState(actual: ReturnType<OscillatorEngine['getState']>, expected: ReturnType<OscillatorEngine['getState']>): void {
-  expect(firstBitDifference(actual.parameters, expected.parameters), 'parameters').toBe(-1);
-  expect(firstBitDifference(actual.optimizer.m, expected.optimizer.m), 'Adam m').toBe(-1);
-  expect(firstBitDifference(actual.optimizer.v, expected.optimizer.v), 'Adam v').toBe(-1);
-  expect(firstBitDifference(actual.fieldState, expected.fieldState), 'field state').toBe(-1);
-  expect(actual.step).toBe(expected.step);
-  expect(actual.optimizer.fieldStep).toBe(expected.optimizer.fieldStep);
-  expect(actual.optimizer.spikeStep).toBe(expected.optimizer.spikeStep);
-}
 
 afterAll(() => {
   for (const e of engines) e.dispose();
@@ -193,16 +184,9 @@ describe('malformed checkpoints', () => {
     const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength))) as Parameters<typeof edit>[0];
     const buffer = bytes.subarray(8 + headerLength);
     edit(header, buffer.length);
-    return rawFile(new TextEncoder().encode(JSON.stringify(header)), buffer);
+    return safetensorsBytes(new TextEncoder().encode(JSON.stringify(header)), buffer);
   }
 
-  function rawFile(header: Uint8Array, buffer: Uint8Array): Uint8Array {
-    const out = new Uint8Array(8 + header.length + buffer.length);
-    new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
-    out.set(header, 8);
-    out.set(buffer, 8 + header.length);
-    return out;
-  }
 
   /** Decoding (and, were it to succeed, loading) fails with `code`; the live engine stays as it was. */
   async function expectRejected(bytes: Uint8Array, code: string, ...fragments: string[]): Promise<QuadraError> {
@@ -237,8 +221,8 @@ describe('malformed checkpoints', () => {
   });
 
   it('a header that is not JSON', async () => {
-    await expectRejected(rawFile(new TextEncoder().encode('{"field_network.encoder.0.weight": [1, 2'), new Uint8Array(16)), 'INVALID_FILE', 'not valid UTF-8 JSON');
-    await expectRejected(rawFile(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]), new Uint8Array(0)), 'INVALID_FILE', 'not valid UTF-8 JSON');
+    await expectRejected(safetensorsBytes(new TextEncoder().encode('{"field_network.encoder.0.weight": [1, 2'), new Uint8Array(16)), 'INVALID_FILE', 'not valid UTF-8 JSON');
+    await expectRejected(safetensorsBytes(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]), new Uint8Array(0)), 'INVALID_FILE', 'not valid UTF-8 JSON');
   });
 
   it('data offsets outside the byte buffer', async () => {

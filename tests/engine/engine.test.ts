@@ -5,7 +5,7 @@ import type { OscillatorEngine } from '../../src-main/engine/engine';
 import { MAX_PARAMETERS } from '../../src-main/engine/layout';
 import { Rng } from '../../src-main/engine/random';
 import type { TfjsKernel } from '../../src-main/engine/tfjs-kernel';
-import { createEngine, firstBitDifference, SMALL_MODEL, TEST_BACKEND, thrownBy, useTestBackend } from '../helpers/engine';
+import { createEngine, expectSameState, firstBitDifference, SMALL_MODEL, TEST_BACKEND, thrownBy, useTestBackend } from '../helpers/engine';
 
 const F = SMALL_MODEL.fieldSize!;
 const ROWS = 5;
@@ -23,17 +23,6 @@ async function expectQuadraError(action: () => unknown, code: string, ...fragmen
   return quadra;
 }
 
-/** The engine's whole state, compared bit for bit (NaN payloads and −0 included). */
-function expectSameState(engine: OscillatorEngine, before: ReturnType<OscillatorEngine['getState']>): void {
-  const after = engine.getState();
-  expect(firstBitDifference(after.parameters, before.parameters), 'parameters').toBe(-1);
-  expect(firstBitDifference(after.optimizer.m, before.optimizer.m), 'Adam m').toBe(-1);
-  expect(firstBitDifference(after.optimizer.v, before.optimizer.v), 'Adam v').toBe(-1);
-  expect(firstBitDifference(after.fieldState, before.fieldState), 'field state').toBe(-1);
-  expect(after.step).toBe(before.step);
-  expect(after.optimizer.fieldStep).toBe(before.optimizer.fieldStep);
-  expect(after.optimizer.spikeStep).toBe(before.optimizer.spikeStep);
-}
 
 const engines: OscillatorEngine[] = [];
 async function small(config: Parameters<typeof createEngine>[0] = {}): Promise<OscillatorEngine> {
@@ -100,7 +89,7 @@ describe('batch validation', () => {
     expect(error.details).toMatchObject({ expected: [3, F], length: 2 * F });
     await expectQuadraError(() => engine.processBatch(batch(1, 2), 0), 'SHAPE_MISMATCH', 'rows');
     expect(tf.memory().numTensors).toBe(tensors);
-    expectSameState(engine, state);
+    expectSameState(engine.getState(), state);
   });
 });
 
@@ -147,7 +136,7 @@ describe('tensor memory', () => {
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).message).toBe('boom');
     expect(tf.memory().numTensors).toBe(tensors);
-    expectSameState(engine, state);
+    expectSameState(engine.getState(), state);
     kernel.testHooks.insideStep = undefined;
     const result = engine.trainStep(x);
     expect(Number.isFinite(result.loss)).toBe(true);
@@ -237,10 +226,10 @@ describe('training', () => {
     const error = await expectQuadraError(() => engine.trainStep(poisoned), 'DIVERGED', 'step 3');
     expect(error.details).toMatchObject({ step: 3 });
     expect(Number.isNaN(error.details?.reconstructionLoss)).toBe(true);
-    expectSameState(engine, state);
+    expectSameState(engine.getState(), state);
     poisoned[3] = Infinity;
     await expectQuadraError(() => engine.trainStep(poisoned), 'DIVERGED');
-    expectSameState(engine, state);
+    expectSameState(engine.getState(), state);
     // Training goes on from the same place, and the failed steps left no tensors behind.
     expect(engine.trainStep(x).step).toBe(3);
     expect(tf.memory().numTensors).toBe(tensors);
@@ -299,9 +288,9 @@ describe('setState', () => {
     other.trainStep(batch(10));
     const good = other.getState();
     await expectQuadraError(() => engine.setState({ ...good, fieldState: new Float32Array(F + 1) }), 'SHAPE_MISMATCH', 'field_state');
-    expectSameState(engine, state);
+    expectSameState(engine.getState(), state);
     await expectQuadraError(() => engine.setState({ ...good, optimizer: { ...good.optimizer, m: new Float32Array(3) } }), 'SHAPE_MISMATCH', 'optimizer.m');
-    expectSameState(engine, state);
+    expectSameState(engine.getState(), state);
   });
 });
 

@@ -8,22 +8,16 @@ import {
   serializeSafetensors,
   type ParseOptions,
 } from '../../src-main/engine/safetensors';
+import { safetensorsBytes } from '../helpers/engine';
 
 const FILE = 'model.safetensors';
 
 /** Builds a file from a raw header (object or text) and a byte buffer, with no padding. */
 function buildFile(header: unknown, buffer: Uint8Array = new Uint8Array(0)): Uint8Array {
   const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
-  return withRawHeader(json, buffer);
+  return safetensorsBytes(json, buffer);
 }
 
-function withRawHeader(headerBytes: Uint8Array, buffer: Uint8Array): Uint8Array {
-  const out = new Uint8Array(8 + headerBytes.length + buffer.length);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  out.set(headerBytes, 8);
-  out.set(buffer, 8 + headerBytes.length);
-  return out;
-}
 
 function f32Bytes(values: number[]): Uint8Array {
   const out = new Uint8Array(values.length * 4);
@@ -215,7 +209,7 @@ describe('parseSafetensors validation', () => {
   });
 
   it('rejects a header that is not UTF-8', () => {
-    expectInvalid(withRawHeader(new Uint8Array([0x7b, 0xff, 0x7d]), new Uint8Array(0)), ['not valid UTF-8 JSON']);
+    expectInvalid(safetensorsBytes(new Uint8Array([0x7b, 0xff, 0x7d]), new Uint8Array(0)), ['not valid UTF-8 JSON']);
   });
 
   it('rejects a header that is not JSON', () => {

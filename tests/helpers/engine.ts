@@ -1,8 +1,9 @@
+import { expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BackendId, EngineConfigInput, ModelConfig } from '../../src-shared/engine-config';
 import { selectBackend } from '../../src-main/engine/backends';
-import { OscillatorEngine } from '../../src-main/engine/engine';
+import { OscillatorEngine, type EngineState } from '../../src-main/engine/engine';
 import { parseSafetensors, type SafetensorsFile } from '../../src-main/engine/safetensors';
 
 export const FIXTURES = path.resolve(__dirname, '../fixtures');
@@ -97,4 +98,24 @@ export function layerNorm64(row: readonly number[], gain: ArrayLike<number>, bia
   const variance = row.reduce((s, v) => s + (v - mean) ** 2, 0) / row.length;
   const rstd = 1 / Math.sqrt(variance + eps);
   return row.map((v, i) => (v - mean) * rstd * gain[i]! + bias[i]!);
+}
+
+/** The engine's whole state, compared bit for bit (NaN payloads and −0 included). */
+export function expectSameState(actual: EngineState, expected: EngineState): void {
+  expect(firstBitDifference(actual.parameters, expected.parameters), 'parameters').toBe(-1);
+  expect(firstBitDifference(actual.optimizer.m, expected.optimizer.m), 'Adam m').toBe(-1);
+  expect(firstBitDifference(actual.optimizer.v, expected.optimizer.v), 'Adam v').toBe(-1);
+  expect(firstBitDifference(actual.fieldState, expected.fieldState), 'field state').toBe(-1);
+  expect(actual.step).toBe(expected.step);
+  expect(actual.optimizer.fieldStep).toBe(expected.optimizer.fieldStep);
+  expect(actual.optimizer.spikeStep).toBe(expected.optimizer.spikeStep);
+}
+
+/** A safetensors file from raw header bytes and a raw buffer, for building malformed files. */
+export function safetensorsBytes(header: Uint8Array, buffer: Uint8Array): Uint8Array {
+  const out = new Uint8Array(8 + header.length + buffer.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
+  out.set(header, 8);
+  out.set(buffer, 8 + header.length);
+  return out;
 }
