@@ -396,13 +396,9 @@ export class TfjsKernel implements ModelKernel {
     const F = this.model.fieldSize;
     const hidden = rows * S;
     const out = rows * F;
-    const lif = (size: number): LifParams => ({
-      steps: T,
-      size,
-      threshold: p['spike_network.threshold']!.dataSync()[0]!,
-      decay: p['spike_network.decay']!.dataSync()[0]!,
-      smooth: this.spikeForward === 'smooth',
-    });
+    const threshold = p['spike_network.threshold']!.dataSync()[0]!;
+    const decay = p['spike_network.decay']!.dataSync()[0]!;
+    const lif = (size: number): LifParams => ({ steps: T, size, threshold, decay, smooth: this.spikeForward === 'smooth' });
     const keep = (size: number) => (withGradient ? new Float32Array(T * size) : null);
     const c1 = linear(x, wt['spike_network.fc1.weight']!, p['spike_network.fc1.bias']!).dataSync() as Float32Array;
     const s1 = new Float32Array(T * hidden);
