@@ -61,6 +61,8 @@ export class TfjsKernel implements ModelKernel {
   #fieldStep = 0;
   #spikeStep = 0;
   #pendingGrads: Params | null = null;
+  /** Host-optimizer backends keep written gradients flat: the optimiser reads them as they are. */
+  #pendingFlat: Float32Array | null = null;
   /** Wᵀ of every Linear weight, valid until the weights change; also keeps XNNPACK's packed weights warm. */
   #transposed: Params = {};
   #c: Constants;
@@ -116,11 +118,13 @@ export class TfjsKernel implements ModelKernel {
     });
     disposeAll(this.#pendingGrads);
     this.#pendingGrads = grads;
+    this.#pendingFlat = null;
     return parts!;
   }
 
   readGradients(): Float32Array {
     this.#assertAlive();
+    if (this.#pendingFlat) return this.#pendingFlat.slice();
     if (!this.#pendingGrads) throw new QuadraError('INTERNAL', 'readGradients: no gradients computed since the last update');
     return this.#toFlat(this.#pendingGrads);
   }
@@ -130,33 +134,43 @@ export class TfjsKernel implements ModelKernel {
     checkLength('gradients', gradients, this.layout.total);
     const spikeGradients = this.model.spikeGradient === 'surrogate';
     disposeAll(this.#pendingGrads);
-    this.#pendingGrads = this.#fromFlat(gradients, (e) => e.group === 'field' || spikeGradients);
+    if (this.#host) {
+      this.#pendingGrads = null;
+      this.#pendingFlat = gradients.slice();
+      if (!spikeGradients) this.#pendingFlat.fill(0, this.layout.fieldCount);
+    } else {
+      this.#pendingFlat = null;
+      this.#pendingGrads = this.#fromFlat(gradients, (e) => e.group === 'field' || spikeGradients);
+    }
   }
 
   applyGradients(opt: OptimizerConfig): void {
     this.#assertAlive();
     const grads = this.#pendingGrads;
-    if (!grads) throw new QuadraError('INTERNAL', 'applyGradients: no gradients computed since the last update');
+    const flat = this.#pendingFlat;
+    if (!grads && !flat) throw new QuadraError('INTERNAL', 'applyGradients: no gradients computed since the last update');
     const fieldStep = this.#fieldStep + 1;
     const updateSpike = this.model.spikeGradient === 'surrogate';
     const spikeStep = updateSpike ? this.#spikeStep + 1 : this.#spikeStep;
+    // Like PyTorch, parameters without a gradient ('none' mode: the spiking ones) are not touched.
+    const updated = this.layout.entries.filter((e) => e.group === 'field' || updateSpike).map((e) => e.name);
     if (this.#host) {
-      const g = this.#toFlat(grads, this.#gradScratch ??= new Float32Array(this.layout.total));
+      const g = flat ?? this.#toFlat(grads!, this.#gradScratch ??= new Float32Array(this.layout.total));
       const { p, m, v } = this.#host;
       const fc = this.layout.fieldCount;
       adamwHost(p, m, v, g, 0, fc, fieldStep, opt);
       if (updateSpike) adamwHost(p, m, v, g, fc, this.layout.total, spikeStep, opt);
-      for (const e of this.layout.entries) {
-        if (!grads[e.name]) continue;
-        this.#params[e.name]!.dispose();
-        this.#params[e.name] = this.#upload(p.subarray(e.offset, e.offset + e.size), e.shape);
+      for (const name of updated) {
+        const e = this.layout.byName.get(name)!;
+        this.#params[name]!.dispose();
+        this.#params[name] = this.#upload(p.subarray(e.offset, e.offset + e.size), e.shape);
       }
     } else {
-      this.#applyOnDevice(grads, fieldStep, spikeStep, opt);
+      this.#applyOnDevice(grads!, fieldStep, spikeStep, opt);
     }
-    const updated = Object.keys(grads);
     disposeAll(grads);
     this.#pendingGrads = null;
+    this.#pendingFlat = null;
     this.#invalidateTransposed(updated);
     this.#fieldStep = fieldStep;
     this.#spikeStep = spikeStep;

@@ -1,0 +1,359 @@
+import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
+import { QuadraError, toErrorData, type ErrorData } from '../../src-shared/errors';
+import type { RunMode } from '../../src-shared/records';
+import { EpochSampler, gatherRows, type LastBatch, type PlannedStep } from '../data/sampler';
+import type { GpuSituation } from '../engine/backends';
+import type { LossParts } from '../engine/kernel';
+import type { EngineSnapshot, WorkerMemory } from './protocol';
+import { forkTransport, type TransportFactory } from './transport';
+import { WorkerHandle, type WorkerExit } from './worker-handle';
+
+/** Everything a data-parallel run needs; the dataset is already loaded and split. */
+export interface TrainingPlan {
+  /** batchSize is the global batch, split across the workers. */
+  config: EngineConfig;
+  mode: RunMode;
+  workers: number;
+  backend: BackendId | 'auto';
+  gpu: GpuSituation;
+  epochs: number;
+  data: Float32Array;
+  trainRows: Uint32Array;
+  validationRows: Uint32Array;
+  lastBatch: LastBatch;
+  checkpointEveryEpochs: number;
+  /** Resume: the engine state and where the sampler stood. */
+  start?: { state: EngineSnapshot; epoch: number; stepInEpoch: number };
+  transport?: TransportFactory;
+  /** How often progress is reported (default 250 ms: 4 a second, within the 2–10 asked for). */
+  progressIntervalMs?: number;
+}
+
+export interface WorkerStats {
+  rank: number;
+  pid: number | undefined;
+  cudaVisibleDevices: string | null;
+  memory: WorkerMemory | null;
+  computeMs: number;
+  dataWaitMs: number;
+}
+
+export interface ProgressSnapshot {
+  step: number;
+  epoch: number;
+  stepInEpoch: number;
+  stepsPerEpoch: number;
+  trainLoss: number | null;
+  validationLoss: number | null;
+  samplesPerSec: number | null;
+  paused: boolean;
+  elapsedS: number;
+  workers: WorkerStats[];
+}
+
+export interface CheckpointRequest {
+  epoch: number;
+  stepInEpoch: number;
+  step: number;
+  trainLoss: number | null;
+  validationLoss: number | null;
+  state: EngineSnapshot;
+  /** Where the sampler resumes from this checkpoint. */
+  resumeAt: { epoch: number; stepInEpoch: number };
+}
+
+export interface TrainingEvents {
+  progress?(snapshot: ProgressSnapshot): void;
+  epochEnd?(summary: { epoch: number; step: number; trainLoss: number; validationLoss: number | null; samplesPerSec: number }): void;
+  /** Persist a checkpoint; awaited, so a failure stops the run before more work is done. */
+  checkpoint?(request: CheckpointRequest): Promise<void> | void;
+  status?(status: 'running' | 'paused'): void;
+  workersReady?(workers: WorkerStats[], backend: BackendId): void;
+}
+
+export type RunOutcomeStatus = 'completed' | 'cancelled' | 'failed' | 'diverged';
+
+export interface RunOutcome {
+  status: RunOutcomeStatus;
+  step: number;
+  epoch: number;
+  error: ErrorData | null;
+  finalTrainLoss: number | null;
+  bestValidationLoss: number | null;
+  samplesPerSec: number | null;
+  durationS: number;
+  realSamples: number;
+}
+
+/**
+ * Synchronous data-parallel training, like PyTorch DDP: rank 0's initial parameters go to every
+ * worker; each step every worker computes gradients on its shard of the global batch, the mean
+ * (weighted by shard size) goes back, and every worker applies the same AdamW update, so the
+ * replicas stay bit-identical. Batches are sent one step ahead, so no worker waits for data.
+ */
+export class TrainingRun {
+  readonly plan: TrainingPlan;
+  #events: TrainingEvents;
+  #workers: WorkerHandle[] = [];
+  #stats: WorkerStats[] = [];
+  #cancelled = false;
+  #paused = false;
+  #resumeGate: (() => void) | null = null;
+  #failure: { promise: Promise<never>; fail: (error: QuadraError) => void };
+  #snapshot: ProgressSnapshot;
+  #started = 0;
+  #sentBatches = new Set<number>();
+  #sampler: EpochSampler;
+
+  constructor(plan: TrainingPlan, events: TrainingEvents = {}) {
+    if (!Number.isInteger(plan.workers) || plan.workers < 1) {
+      throw new QuadraError('INVALID_ARGUMENT', `workers must be a whole number ≥ 1, got ${plan.workers}`, { field: 'workers' });
+    }
+    if (plan.mode === 'multi-gpu' && plan.workers > plan.gpu.gpus.length) {
+      throw new QuadraError('INVALID_ARGUMENT', `multi-gpu mode with ${plan.workers} workers needs ${plan.workers} GPUs, ${plan.gpu.gpus.length} found`, {
+        field: 'workers',
+      });
+    }
+    this.plan = plan;
+    this.#events = events;
+    this.#sampler = new EpochSampler({
+      indices: plan.trainRows,
+      globalBatch: plan.config.batchSize,
+      workers: plan.workers,
+      seed: plan.config.seed,
+      lastBatch: plan.lastBatch,
+    });
+    let fail!: (error: QuadraError) => void;
+    const promise = new Promise<never>((_, reject) => (fail = reject));
+    promise.catch(() => undefined);
+    this.#failure = { promise, fail };
+    this.#snapshot = {
+      step: plan.start?.state.step ?? 0,
+      epoch: plan.start?.epoch ?? 1,
+      stepInEpoch: plan.start?.stepInEpoch ?? 0,
+      stepsPerEpoch: this.#sampler.stepsPerEpoch(),
+      trainLoss: null,
+      validationLoss: null,
+      samplesPerSec: null,
+      paused: false,
+      elapsedS: 0,
+      workers: [],
+    };
+  }
+
+  cancel(): void {
+    this.#cancelled = true;
+    this.resume();
+  }
+
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.#snapshot.paused = true;
+    this.#events.status?.('paused');
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#snapshot.paused = false;
+    this.#resumeGate?.();
+    this.#resumeGate = null;
+    if (!this.#cancelled) this.#events.status?.('running');
+  }
+
+  get snapshot(): ProgressSnapshot {
+    return { ...this.#snapshot, workers: this.#stats.map((s) => ({ ...s })) };
+  }
+
+  /** Every replica's full state; call between steps (e.g. from the checkpoint event). */
+  async replicaStates(): Promise<EngineSnapshot[]> {
+    const replies = await Promise.all(this.#workers.map((w) => w.request({ type: 'get-state' }, 'state')));
+    return replies.map((r) => r.state);
+  }
+
+  /** Worker process ids (for tests and the monitor). */
+  get workerPids(): Array<number | undefined> {
+    return this.#workers.map((w) => w.pid);
+  }
+
+  async run(): Promise<RunOutcome> {
+    this.#started = performance.now();
+    const timer = setInterval(() => this.#emitProgress(), this.plan.progressIntervalMs ?? 250);
+    let outcome: RunOutcome;
+    try {
+      await this.#guard(this.#startWorkers());
+      outcome = await this.#loop();
+    } catch (error) {
+      const data = toErrorData(error);
+      outcome = this.#outcome(data.code === 'DIVERGED' ? 'diverged' : 'failed', data);
+    } finally {
+      clearInterval(timer);
+    }
+    this.#emitProgress();
+    if (outcome.status === 'failed' || outcome.status === 'diverged') await Promise.all(this.#workers.map((w) => w.kill()));
+    else await Promise.all(this.#workers.map((w) => w.shutdown()));
+    return outcome;
+  }
+
+  async #startWorkers(): Promise<void> {
+    const { plan } = this;
+    const factory = plan.transport ?? forkTransport;
+    for (let rank = 0; rank < plan.workers; rank++) {
+      // One GPU per worker: CUDA numbers the visible devices from 0 in each process.
+      const env: Record<string, string> = plan.mode === 'multi-gpu' ? { CUDA_VISIBLE_DEVICES: String(rank) } : {};
+      const worker = new WorkerHandle(rank, factory, env);
+      worker.onUnexpectedExit((exit) => this.#failure.fail(workerDied(exit)));
+      this.#workers.push(worker);
+    }
+    const workerConfig = { ...plan.config, batchSize: Math.max(1, Math.ceil(plan.config.batchSize / plan.workers)) };
+    const ready = await Promise.all(
+      this.#workers.map((w) => w.request({ type: 'init', rank: w.rank, worldSize: plan.workers, config: workerConfig, backend: plan.backend, gpu: plan.gpu }, 'ready')),
+    );
+    this.#stats = ready.map((r, rank) => ({ rank, pid: r.pid, cudaVisibleDevices: r.cudaVisibleDevices, memory: null, computeMs: 0, dataWaitMs: 0 }));
+    this.#events.workersReady?.(this.#stats.map((s) => ({ ...s })), ready[0]!.backend);
+    // Rank 0's parameters (or the resumed state) go to every worker, so all replicas start equal.
+    const state = plan.start?.state ?? (await this.#workers[0]!.request({ type: 'get-state' }, 'state')).state;
+    const targets = plan.start ? this.#workers : this.#workers.slice(1);
+    await Promise.all(targets.map((w) => w.request({ type: 'set-state', state }, 'ok')));
+  }
+
+  async #loop(): Promise<RunOutcome> {
+    const { plan } = this;
+    const startEpoch = plan.start?.epoch ?? 1;
+    let startStep = plan.start?.stepInEpoch ?? 0;
+    let step = plan.start?.state.step ?? 0;
+    let realSamples = 0;
+    let bestValidation: number | null = null;
+    const steps = this.#sampler.stepsPerEpoch();
+    for (let epoch = startEpoch; epoch <= plan.epochs; epoch++) {
+      const epochStart = performance.now();
+      let epochLoss = 0;
+      let epochSteps = 0;
+      let epochSamples = 0;
+      for (let k = startStep; k < steps; k++) {
+        if (this.#paused) await new Promise<void>((resolve) => (this.#resumeGate = resolve));
+        if (this.#cancelled) {
+          await this.#checkpoint(epoch, k, step, null, { epoch, stepInEpoch: k });
+          return this.#outcome('cancelled', null, realSamples, bestValidation);
+        }
+        const planned = this.#sampler.step(epoch, k);
+        this.#prefetch(planned, step);
+        // The next step's data goes out now, while this step computes.
+        if (k + 1 < steps) this.#prefetch(this.#sampler.step(epoch, k + 1), step + 1);
+        else if (epoch < plan.epochs) this.#prefetch(this.#sampler.step(epoch + 1, 0), step + 1);
+        const loss = await this.#guard(this.#step(step));
+        step += 1;
+        realSamples += planned.realSamples;
+        epochSamples += planned.realSamples;
+        epochLoss += loss.loss;
+        epochSteps += 1;
+        const seconds = (performance.now() - epochStart) / 1000;
+        Object.assign(this.#snapshot, { step, epoch, stepInEpoch: k + 1, trainLoss: loss.loss, samplesPerSec: epochSamples / seconds });
+      }
+      startStep = 0;
+      const validationLoss = await this.#guard(this.#validate());
+      if (validationLoss !== null) bestValidation = bestValidation === null ? validationLoss : Math.min(bestValidation, validationLoss);
+      this.#snapshot.validationLoss = validationLoss;
+      const trainLoss = epochSteps > 0 ? epochLoss / epochSteps : Number.NaN;
+      this.#events.epochEnd?.({ epoch, step, trainLoss, validationLoss, samplesPerSec: epochSamples / ((performance.now() - epochStart) / 1000) });
+      const last = epoch === plan.epochs;
+      if (last || epoch % plan.checkpointEveryEpochs === 0) {
+        await this.#checkpoint(epoch, steps, step, validationLoss, { epoch: epoch + 1, stepInEpoch: 0 });
+      }
+    }
+    return this.#outcome('completed', null, realSamples, bestValidation);
+  }
+
+  /** One synchronous data-parallel step: gradients from every shard, weighted mean, same update everywhere. */
+  async #step(step: number): Promise<LossParts> {
+    // One worker needs no all-reduce: it applies its own gradients and nothing crosses the pipe.
+    const applyLocally = this.#workers.length === 1;
+    const replies = await Promise.all(this.#workers.map((w) => w.request({ type: 'compute', step, applyLocally }, 'gradients')));
+    const totalRows = replies.reduce((sum, r) => sum + r.rows, 0);
+    replies.forEach((reply, rank) => {
+      const stats = this.#stats[rank]!;
+      stats.memory = reply.memory;
+      stats.computeMs = reply.computeMs;
+      stats.dataWaitMs += reply.dataWaitMs;
+    });
+    if (!applyLocally) {
+      const mean = new Float32Array(replies[0]!.gradients.length);
+      for (const reply of replies) {
+        const weight = reply.rows / totalRows;
+        const g = reply.gradients;
+        for (let i = 0; i < mean.length; i++) mean[i] = mean[i]! + weight * g[i]!;
+      }
+      await Promise.all(this.#workers.map((w) => w.request({ type: 'apply', gradients: mean }, 'applied')));
+    }
+    const parts: LossParts = { loss: 0, reconstructionLoss: 0, spikeLoss: 0 };
+    for (const reply of replies) {
+      const weight = reply.rows / totalRows;
+      parts.loss += weight * reply.loss.loss;
+      parts.reconstructionLoss += weight * reply.loss.reconstructionLoss;
+      parts.spikeLoss += weight * reply.loss.spikeLoss;
+    }
+    return parts;
+  }
+
+  #prefetch(planned: PlannedStep, step: number): void {
+    if (this.#sentBatches.has(step)) return;
+    this.#sentBatches.add(step);
+    this.#sentBatches.delete(step - 2);
+    const width = this.plan.config.model.fieldSize;
+    for (const shard of planned.shards) {
+      this.#workers[shard.rank]!.post({ type: 'batch', step, rows: shard.rows.length, data: gatherRows(this.plan.data, width, shard.rows) });
+    }
+  }
+
+  /** Validation loss on rank 0, in chunks of the global batch; null when there is no validation split. */
+  async #validate(): Promise<number | null> {
+    const rows = this.plan.validationRows;
+    if (rows.length === 0) return null;
+    const width = this.plan.config.model.fieldSize;
+    const chunk = this.plan.config.batchSize;
+    let weighted = 0;
+    for (let start = 0; start < rows.length; start += chunk) {
+      const part = rows.subarray(start, Math.min(rows.length, start + chunk));
+      const reply = await this.#workers[0]!.request({ type: 'evaluate', rows: part.length, data: gatherRows(this.plan.data, width, part) }, 'evaluated');
+      weighted += reply.loss.loss * part.length;
+    }
+    return weighted / rows.length;
+  }
+
+  async #checkpoint(epoch: number, stepInEpoch: number, step: number, validationLoss: number | null, resumeAt: { epoch: number; stepInEpoch: number }): Promise<void> {
+    if (!this.#events.checkpoint) return;
+    const { state } = await this.#guard(this.#workers[0]!.request({ type: 'get-state' }, 'state'));
+    await this.#events.checkpoint({ epoch, stepInEpoch, step, trainLoss: this.#snapshot.trainLoss, validationLoss, state, resumeAt });
+  }
+
+  /** Races work against a worker dying, so a dead worker fails the run at once rather than hanging it. */
+  #guard<T>(work: Promise<T>): Promise<T> {
+    return Promise.race([work, this.#failure.promise]);
+  }
+
+  #emitProgress(): void {
+    this.#snapshot.elapsedS = (performance.now() - this.#started) / 1000;
+    this.#events.progress?.(this.snapshot);
+  }
+
+  #outcome(status: RunOutcomeStatus, error: ErrorData | null, realSamples = 0, bestValidationLoss: number | null = null): RunOutcome {
+    const durationS = (performance.now() - this.#started) / 1000;
+    return {
+      status,
+      step: this.#snapshot.step,
+      epoch: this.#snapshot.epoch,
+      error,
+      finalTrainLoss: this.#snapshot.trainLoss,
+      bestValidationLoss,
+      samplesPerSec: this.#snapshot.samplesPerSec,
+      durationS,
+      realSamples,
+    };
+  }
+}
+
+function workerDied(exit: WorkerExit): QuadraError {
+  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+  return new QuadraError('INTERNAL', `worker rank ${exit.rank} (pid ${exit.pid}) ${how}`, { rank: exit.rank, code: exit.code, signal: exit.signal });
+}

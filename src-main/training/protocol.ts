@@ -1,0 +1,59 @@
+import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
+import type { ErrorData } from '../../src-shared/errors';
+import type { GpuSituation, BackendStatus } from '../engine/backends';
+import type { LossParts, OptimizerState } from '../engine/kernel';
+
+/**
+ * The coordinator ↔ worker protocol: discriminated unions with a `type` and a `seq`; replies carry
+ * the request's seq in `replyTo`. Float32Arrays travel as typed arrays (structured clone), never
+ * as JSON number lists.
+ */
+
+export interface EngineSnapshot {
+  parameters: Float32Array;
+  optimizer: OptimizerState;
+  fieldState: Float32Array;
+  step: number;
+}
+
+export type ToWorker =
+  | { type: 'init'; seq: number; rank: number; worldSize: number; config: EngineConfig; backend: BackendId | 'auto'; gpu: GpuSituation }
+  | { type: 'set-state'; seq: number; state: EngineSnapshot }
+  | { type: 'get-state'; seq: number }
+  /** Data for a future step, sent ahead so the worker never waits for it. */
+  | { type: 'batch'; seq: number; step: number; rows: number; data: Float32Array }
+  /** With `applyLocally` (a single worker) the worker updates at once and sends no gradients back. */
+  | { type: 'compute'; seq: number; step: number; applyLocally?: boolean }
+  | { type: 'apply'; seq: number; gradients: Float32Array }
+  | { type: 'evaluate'; seq: number; rows: number; data: Float32Array }
+  | { type: 'shutdown'; seq: number };
+
+export interface WorkerMemory {
+  rssBytes: number;
+  tensors: number;
+  tensorBytes: number;
+}
+
+export type FromWorker =
+  | { type: 'ready'; replyTo: number; pid: number; backend: BackendId; report: BackendStatus[]; cudaVisibleDevices: string | null }
+  | { type: 'state'; replyTo: number; state: EngineSnapshot }
+  | {
+      type: 'gradients';
+      replyTo: number;
+      step: number;
+      rows: number;
+      /** Empty when the worker applied them itself. */
+      gradients: Float32Array;
+      loss: LossParts;
+      computeMs: number;
+      /** Time the worker waited for this step's batch after it was ready to compute. */
+      dataWaitMs: number;
+      memory: WorkerMemory;
+    }
+  | { type: 'applied'; replyTo: number }
+  | { type: 'evaluated'; replyTo: number; rows: number; loss: LossParts }
+  | { type: 'ok'; replyTo: number }
+  | { type: 'error'; replyTo: number; error: ErrorData };
+
+/** Requests without their seq, as callers write them. */
+export type Request = ToWorker extends infer M ? (M extends { seq: number } ? Omit<M, 'seq'> : never) : never;

@@ -1,0 +1,122 @@
+import { toErrorData, QuadraError } from '../../src-shared/errors';
+import { OscillatorEngine } from '../engine/engine';
+import type { FromWorker, ToWorker } from './protocol';
+
+/**
+ * A training worker: one process, one engine replica. It computes gradients on its shard, waits
+ * for the coordinator's mean, and applies the same AdamW update as every other replica.
+ * It exits when its parent goes away (the IPC channel closes), so no worker outlives a run.
+ */
+
+let engine: OscillatorEngine | null = null;
+const batches = new Map<number, { rows: number; data: Float32Array }>();
+let batchArrived: (() => void) | null = null;
+let queue: Promise<void> = Promise.resolve();
+
+function send(message: FromWorker): void {
+  process.send?.(message);
+}
+
+function requireEngine(): OscillatorEngine {
+  if (!engine) throw new QuadraError('INTERNAL', 'worker: no engine yet (init first)');
+  return engine;
+}
+
+async function waitForBatch(step: number): Promise<{ rows: number; data: Float32Array; waitedMs: number }> {
+  const start = performance.now();
+  while (!batches.has(step)) await new Promise<void>((resolve) => (batchArrived = resolve));
+  const batch = batches.get(step)!;
+  batches.delete(step);
+  return { ...batch, waitedMs: performance.now() - start };
+}
+
+async function handle(message: ToWorker): Promise<void> {
+  switch (message.type) {
+    case 'init': {
+      engine = await OscillatorEngine.create({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
+      send({
+        type: 'ready',
+        replyTo: message.seq,
+        pid: process.pid,
+        backend: engine.backend.id,
+        report: engine.backend.report,
+        cudaVisibleDevices: process.env.CUDA_VISIBLE_DEVICES ?? null,
+      });
+      return;
+    }
+    case 'set-state':
+      requireEngine().setState(message.state);
+      send({ type: 'ok', replyTo: message.seq });
+      return;
+    case 'get-state': {
+      const state = requireEngine().getState();
+      send({ type: 'state', replyTo: message.seq, state });
+      return;
+    }
+    case 'compute': {
+      const e = requireEngine();
+      const batch = await waitForBatch(message.step);
+      const start = performance.now();
+      const loss = e.computeGradients(batch.data, batch.rows);
+      let gradients: Float32Array = new Float32Array(0);
+      if (message.applyLocally) e.applyGradients();
+      else gradients = e.kernel.readGradients();
+      const memory = e.memoryStats();
+      send({
+        type: 'gradients',
+        replyTo: message.seq,
+        step: message.step,
+        rows: batch.rows,
+        gradients,
+        loss,
+        computeMs: performance.now() - start,
+        dataWaitMs: batch.waitedMs,
+        memory: { rssBytes: memory.rssBytes, tensors: memory.tensors, tensorBytes: memory.tensorBytes },
+      });
+      return;
+    }
+    case 'apply': {
+      const e = requireEngine();
+      e.kernel.writeGradients(message.gradients);
+      e.applyGradients();
+      send({ type: 'applied', replyTo: message.seq });
+      return;
+    }
+    case 'evaluate': {
+      const result = requireEngine().processBatch(message.data, message.rows);
+      send({
+        type: 'evaluated',
+        replyTo: message.seq,
+        rows: message.rows,
+        loss: { loss: result.loss, reconstructionLoss: result.reconstructionLoss, spikeLoss: result.spikeLoss },
+      });
+      return;
+    }
+    case 'shutdown':
+      engine?.dispose();
+      engine = null;
+      send({ type: 'ok', replyTo: message.seq });
+      process.disconnect?.();
+      return;
+    case 'batch':
+      return;
+  }
+}
+
+process.on('message', (raw: unknown) => {
+  const message = raw as ToWorker;
+  // Batches are stored as they arrive (not queued), so a compute waiting for one is woken at once.
+  if (message.type === 'batch') {
+    batches.set(message.step, { rows: message.rows, data: message.data });
+    batchArrived?.();
+    batchArrived = null;
+    return;
+  }
+  queue = queue.then(() =>
+    handle(message).catch((error: unknown) => {
+      send({ type: 'error', replyTo: message.seq, error: toErrorData(error) });
+    }),
+  );
+});
+
+process.on('disconnect', () => process.exit(0));
