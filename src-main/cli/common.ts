@@ -8,6 +8,8 @@ import { parseNpy } from '../data/npy';
 import { formatBackendReport } from '../engine/backends';
 import { OscillatorEngine } from '../engine/engine';
 import { detectHardware } from '../hardware/detect';
+import { openStore, type Store } from '../store/database';
+import { defaultDatabasePath } from '../store/paths';
 import type { OptionSpec, ParsedOptions } from './args';
 import type { Output } from './output';
 
@@ -99,4 +101,17 @@ function checkFinite(file: string, data: Float32Array, cols: number): void {
       });
     }
   }
+}
+
+export const DB_OPTION: OptionSpec = {
+  kind: 'string',
+  description: 'the SQLite database (default: the desktop app\'s, in the platform app-data folder; QUADRA_DB overrides)',
+  placeholder: 'FILE',
+};
+
+/** Opens the store a command works on; runs left 'running' by a process that died become 'interrupted'. */
+export function openCliStore(options: ParsedOptions): Store {
+  const store = openStore((options.db as string | undefined) ?? defaultDatabasePath());
+  if (!store.readonly) store.runs.markInterruptedRuns();
+  return store;
 }

@@ -4,7 +4,8 @@ import { bench, benchSpec } from './commands/bench';
 import { demo, demoSpec } from './commands/demo';
 import { hardwareCommand, hardwareSpec } from './commands/hardware';
 import { predict, predictSpec } from './commands/predict';
-import { train, trainSpec } from './commands/train';
+import { checkpoints, checkpointsSpec, datasets, datasetsSpec, runs, runsSpec } from './commands/records';
+import { resume, resumeSpec, train, trainSpec } from './commands/train';
 import { createOutput, type Output } from './output';
 import { versions } from '../engine/versions';
 
@@ -19,6 +20,10 @@ const COMMANDS: Command[] = [
   { spec: hardwareSpec, run: hardwareCommand },
   { spec: predictSpec, run: predict },
   { spec: trainSpec, run: train },
+  { spec: resumeSpec, run: resume },
+  { spec: runsSpec, run: runs },
+  { spec: checkpointsSpec, run: checkpoints },
+  { spec: datasetsSpec, run: datasets },
 ];
 
 export const EXIT_OK = 0;

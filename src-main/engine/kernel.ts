@@ -41,7 +41,10 @@ export interface ModelKernel {
   computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts;
   /** A copy of the pending gradients (spiking part zero when spikeGradient is 'none'). */
   readGradients(): Float32Array;
-  /** Replaces the pending gradients, e.g. with the all-reduced mean of every worker's. */
+  /**
+   * Replaces the pending gradients, e.g. with the all-reduced mean of every worker's. The kernel may
+   * keep the array until the next applyGradients, so the caller must not change it before then.
+   */
   writeGradients(gradients: Float32Array): void;
   /** One AdamW step of both optimisers with the pending gradients, which it consumes. */
   applyGradients(optimizer: OptimizerConfig): void;

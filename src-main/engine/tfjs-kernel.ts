@@ -124,7 +124,11 @@ export class TfjsKernel implements ModelKernel {
 
   readGradients(): Float32Array {
     this.#assertAlive();
-    if (this.#pendingFlat) return this.#pendingFlat.slice();
+    if (this.#pendingFlat) {
+      const copy = this.#pendingFlat.slice();
+      if (this.model.spikeGradient !== 'surrogate') copy.fill(0, this.layout.fieldCount);
+      return copy;
+    }
     if (!this.#pendingGrads) throw new QuadraError('INTERNAL', 'readGradients: no gradients computed since the last update');
     return this.#toFlat(this.#pendingGrads);
   }
@@ -136,8 +140,8 @@ export class TfjsKernel implements ModelKernel {
     disposeAll(this.#pendingGrads);
     if (this.#host) {
       this.#pendingGrads = null;
-      this.#pendingFlat = gradients.slice();
-      if (!spikeGradients) this.#pendingFlat.fill(0, this.layout.fieldCount);
+      // Kept as given (no copy); in 'none' mode only the field part is ever read.
+      this.#pendingFlat = gradients;
     } else {
       this.#pendingFlat = null;
       this.#pendingGrads = this.#fromFlat(gradients, (e) => e.group === 'field' || spikeGradients);

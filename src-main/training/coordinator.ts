@@ -5,6 +5,8 @@ import { EpochSampler, gatherRows, type LastBatch, type PlannedStep } from '../d
 import type { GpuSituation } from '../engine/backends';
 import type { LossParts } from '../engine/kernel';
 import type { EngineSnapshot, WorkerMemory } from './protocol';
+import { buildLayout } from '../engine/layout';
+import { createExchange } from './gradient-exchange';
 import { forkTransport, type TransportFactory } from './transport';
 import { WorkerHandle, type WorkerExit } from './worker-handle';
 
@@ -69,6 +71,8 @@ export interface TrainingEvents {
   checkpoint?(request: CheckpointRequest): Promise<void> | void;
   status?(status: 'running' | 'paused'): void;
   workersReady?(workers: WorkerStats[], backend: BackendId): void;
+  /** After every step (cheap): for benchmarks that time steps exactly. */
+  stepEnd?(step: number, realSamples: number): void;
 }
 
 export type RunOutcomeStatus = 'completed' | 'cancelled' | 'failed' | 'diverged';
@@ -104,6 +108,7 @@ export class TrainingRun {
   #started = 0;
   #sentBatches = new Set<number>();
   #sampler: EpochSampler;
+  #exchange: ReturnType<typeof createExchange> | null = null;
 
   constructor(plan: TrainingPlan, events: TrainingEvents = {}) {
     if (!Number.isInteger(plan.workers) || plan.workers < 1) {
@@ -193,6 +198,7 @@ export class TrainingRun {
     this.#emitProgress();
     if (outcome.status === 'failed' || outcome.status === 'diverged') await Promise.all(this.#workers.map((w) => w.kill()));
     else await Promise.all(this.#workers.map((w) => w.shutdown()));
+    this.#exchange?.remove();
     return outcome;
   }
 
@@ -207,8 +213,10 @@ export class TrainingRun {
       this.#workers.push(worker);
     }
     const workerConfig = { ...plan.config, batchSize: Math.max(1, Math.ceil(plan.config.batchSize / plan.workers)) };
+    if (plan.workers > 1) this.#exchange = createExchange(plan.workers, buildLayout(plan.config.model).total);
+    const exchange = this.#exchange ? { file: this.#exchange.file, workers: this.#exchange.workers, size: this.#exchange.size } : null;
     const ready = await Promise.all(
-      this.#workers.map((w) => w.request({ type: 'init', rank: w.rank, worldSize: plan.workers, config: workerConfig, backend: plan.backend, gpu: plan.gpu }, 'ready')),
+      this.#workers.map((w) => w.request({ type: 'init', rank: w.rank, worldSize: plan.workers, config: workerConfig, backend: plan.backend, gpu: plan.gpu, exchange }, 'ready')),
     );
     this.#stats = ready.map((r, rank) => ({ rank, pid: r.pid, cudaVisibleDevices: r.cudaVisibleDevices, memory: null, computeMs: 0, dataWaitMs: 0 }));
     this.#events.workersReady?.(this.#stats.map((s) => ({ ...s })), ready[0]!.backend);
@@ -244,6 +252,7 @@ export class TrainingRun {
         else if (epoch < plan.epochs) this.#prefetch(this.#sampler.step(epoch + 1, 0), step + 1);
         const loss = await this.#guard(this.#step(step));
         step += 1;
+        this.#events.stepEnd?.(step, planned.realSamples);
         realSamples += planned.realSamples;
         epochSamples += planned.realSamples;
         epochLoss += loss.loss;
@@ -267,9 +276,8 @@ export class TrainingRun {
 
   /** One synchronous data-parallel step: gradients from every shard, weighted mean, same update everywhere. */
   async #step(step: number): Promise<LossParts> {
-    // One worker needs no all-reduce: it applies its own gradients and nothing crosses the pipe.
-    const applyLocally = this.#workers.length === 1;
-    const replies = await Promise.all(this.#workers.map((w) => w.request({ type: 'compute', step, applyLocally }, 'gradients')));
+    // One worker applies its own gradients; several write theirs to the shared exchange.
+    const replies = await Promise.all(this.#workers.map((w) => w.request({ type: 'compute', step }, 'gradients')));
     const totalRows = replies.reduce((sum, r) => sum + r.rows, 0);
     replies.forEach((reply, rank) => {
       const stats = this.#stats[rank]!;
@@ -277,14 +285,10 @@ export class TrainingRun {
       stats.computeMs = reply.computeMs;
       stats.dataWaitMs += reply.dataWaitMs;
     });
-    if (!applyLocally) {
-      const mean = new Float32Array(replies[0]!.gradients.length);
-      for (const reply of replies) {
-        const weight = reply.rows / totalRows;
-        const g = reply.gradients;
-        for (let i = 0; i < mean.length; i++) mean[i] = mean[i]! + weight * g[i]!;
-      }
-      await Promise.all(this.#workers.map((w) => w.request({ type: 'apply', gradients: mean }, 'applied')));
+    if (this.#workers.length > 1) {
+      // The mean is weighted by shard size, so N shards give the gradient of the whole global batch.
+      const weights = replies.map((r) => r.rows / totalRows);
+      await Promise.all(this.#workers.map((w) => w.request({ type: 'apply', weights }, 'applied')));
     }
     const parts: LossParts = { loss: 0, reconstructionLoss: 0, spikeLoss: 0 };
     for (const reply of replies) {

@@ -2,6 +2,7 @@ import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import type { ErrorData } from '../../src-shared/errors';
 import type { GpuSituation, BackendStatus } from '../engine/backends';
 import type { LossParts, OptimizerState } from '../engine/kernel';
+import type { ExchangeLayout } from './gradient-exchange';
 
 /**
  * The coordinator ↔ worker protocol: discriminated unions with a `type` and a `seq`; replies carry
@@ -17,14 +18,19 @@ export interface EngineSnapshot {
 }
 
 export type ToWorker =
-  | { type: 'init'; seq: number; rank: number; worldSize: number; config: EngineConfig; backend: BackendId | 'auto'; gpu: GpuSituation }
+  | { type: 'init'; seq: number; rank: number; worldSize: number; config: EngineConfig; backend: BackendId | 'auto'; gpu: GpuSituation; exchange: ExchangeLayout | null }
   | { type: 'set-state'; seq: number; state: EngineSnapshot }
   | { type: 'get-state'; seq: number }
   /** Data for a future step, sent ahead so the worker never waits for it. */
   | { type: 'batch'; seq: number; step: number; rows: number; data: Float32Array }
   /** With `applyLocally` (a single worker) the worker updates at once and sends no gradients back. */
-  | { type: 'compute'; seq: number; step: number; applyLocally?: boolean }
-  | { type: 'apply'; seq: number; gradients: Float32Array }
+  /**
+   * Compute gradients on the step's batch. With one worker it applies them at once; with several it
+   * writes them to its exchange slot and waits for 'apply'.
+   */
+  | { type: 'compute'; seq: number; step: number }
+  /** Reduce every worker's slot with these weights (shard sizes / global batch) and update. */
+  | { type: 'apply'; seq: number; weights: number[] }
   | { type: 'evaluate'; seq: number; rows: number; data: Float32Array }
   | { type: 'shutdown'; seq: number };
 
@@ -42,8 +48,6 @@ export type FromWorker =
       replyTo: number;
       step: number;
       rows: number;
-      /** Empty when the worker applied them itself. */
-      gradients: Float32Array;
       loss: LossParts;
       computeMs: number;
       /** Time the worker waited for this step's batch after it was ready to compute. */

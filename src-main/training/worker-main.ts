@@ -1,5 +1,6 @@
 import { toErrorData, QuadraError } from '../../src-shared/errors';
 import { OscillatorEngine } from '../engine/engine';
+import { ExchangeClient } from './gradient-exchange';
 import type { FromWorker, ToWorker } from './protocol';
 
 /**
@@ -9,6 +10,8 @@ import type { FromWorker, ToWorker } from './protocol';
  */
 
 let engine: OscillatorEngine | null = null;
+let exchange: ExchangeClient | null = null;
+let rank = 0;
 const batches = new Map<number, { rows: number; data: Float32Array }>();
 let batchArrived: (() => void) | null = null;
 let queue: Promise<void> = Promise.resolve();
@@ -34,6 +37,8 @@ async function handle(message: ToWorker): Promise<void> {
   switch (message.type) {
     case 'init': {
       engine = await OscillatorEngine.create({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
+      rank = message.rank;
+      exchange = message.exchange ? new ExchangeClient(message.exchange) : null;
       send({
         type: 'ready',
         replyTo: message.seq,
@@ -58,16 +63,14 @@ async function handle(message: ToWorker): Promise<void> {
       const batch = await waitForBatch(message.step);
       const start = performance.now();
       const loss = e.computeGradients(batch.data, batch.rows);
-      let gradients: Float32Array = new Float32Array(0);
-      if (message.applyLocally) e.applyGradients();
-      else gradients = e.kernel.readGradients();
+      if (exchange) exchange.write(rank, e.kernel.readGradients());
+      else e.applyGradients();
       const memory = e.memoryStats();
       send({
         type: 'gradients',
         replyTo: message.seq,
         step: message.step,
         rows: batch.rows,
-        gradients,
         loss,
         computeMs: performance.now() - start,
         dataWaitMs: batch.waitedMs,
@@ -77,7 +80,8 @@ async function handle(message: ToWorker): Promise<void> {
     }
     case 'apply': {
       const e = requireEngine();
-      e.kernel.writeGradients(message.gradients);
+      if (!exchange) throw new QuadraError('INTERNAL', 'worker: apply without a gradient exchange');
+      e.kernel.writeGradients(exchange.reduce(message.weights));
       e.applyGradients();
       send({ type: 'applied', replyTo: message.seq });
       return;
@@ -95,6 +99,8 @@ async function handle(message: ToWorker): Promise<void> {
     case 'shutdown':
       engine?.dispose();
       engine = null;
+      exchange?.close();
+      exchange = null;
       send({ type: 'ok', replyTo: message.seq });
       process.disconnect?.();
       return;

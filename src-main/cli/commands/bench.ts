@@ -1,14 +1,18 @@
 import os from 'node:os';
 import { runBench } from '../../bench/bench';
 import type { CommandSpec, Parsed } from '../args';
-import { BACKEND_OPTION, BATCH_OPTION, engineFor, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom } from '../common';
+import { BACKEND_OPTION, BATCH_OPTION, engineFor, hardware, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom } from '../common';
 import { formatRate, type Output } from '../output';
 import { versions } from '../../engine/versions';
+import { parseEngineConfig, type BackendId } from '../../../src-shared/engine-config';
+import { runParallelBench, type ParallelBenchResult } from '../../bench/parallel-bench';
+import { selectBackend } from '../../engine/backends';
+import { UsageError } from '../args';
 
 export const benchSpec: CommandSpec = {
   name: 'bench',
   summary: 'Measure training and forward throughput: warm-up, then R repeats of N steps; reports median, min and max samples/s.',
-  usage: 'quadra bench [--backend B] [--batch-size N] [--iterations N] [--repeats R] [--warmup N] [--spike-gradient surrogate|none] [model options] [--json]',
+  usage: 'quadra bench [--backend B] [--batch-size N] [--iterations N] [--repeats R] [--warmup N] [--spike-gradient surrogate|none] [--workers 1,2] [model options] [--json]',
   options: {
     backend: BACKEND_OPTION,
     'batch-size': { ...BATCH_OPTION, description: 'batch size (default 64)' },
@@ -16,11 +20,14 @@ export const benchSpec: CommandSpec = {
     repeats: { kind: 'int', description: 'timed repeats (default 5)', max: 1_000, placeholder: 'R' },
     warmup: { kind: 'int', min: 0, description: 'untimed warm-up steps (default 20)', max: 100_000, placeholder: 'N' },
     ...MODEL_OPTIONS,
+    workers: { kind: 'string', description: 'data-parallel: comma-separated worker counts to compare at the same global batch, e.g. 1,2', placeholder: 'LIST' },
     json: JSON_OPTION,
   },
 };
 
-export async function bench({ options }: Parsed, output: Output): Promise<number> {
+export async function bench(parsed: Parsed, output: Output): Promise<number> {
+  const { options } = parsed;
+  if (options.workers !== undefined) return benchWorkers(parsed, output);
   const batchSize = (options['batch-size'] as number | undefined) ?? 64;
   const engine = await engineFor(options, { batchSize, model: modelConfigFrom(options) }, output);
   const { spikeGradient, fieldSize } = engine.config.model;
@@ -58,6 +65,56 @@ export async function bench({ options }: Parsed, output: Output): Promise<number
     }
   } finally {
     engine.dispose();
+  }
+  return 0;
+}
+
+/** `--workers 1,2`: data-parallel throughput at the same global batch, and the speedup over the first count. */
+async function benchWorkers({ options }: Parsed, output: Output): Promise<number> {
+  const counts = String(options.workers)
+    .split(',')
+    .map((text) => {
+      const n = Number(text.trim());
+      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--workers must list whole numbers from 1 to 64, got '${text.trim()}'`);
+      return n;
+    });
+  const hw = await hardware();
+  const gpu = { gpus: hw.gpus, nvidiaSmi: hw.nvidiaSmi };
+  const selection = await selectBackend((options.backend as BackendId | 'auto' | undefined) ?? 'auto', gpu);
+  const config = parseEngineConfig({ batchSize: (options['batch-size'] as number | undefined) ?? 64, model: modelConfigFrom(options) });
+  const results: ParallelBenchResult[] = [];
+  for (const workers of counts) {
+    const progress = output.progress(`bench ${workers} worker${workers > 1 ? 's' : ''}`);
+    results.push(
+      await runParallelBench({
+        config,
+        workers,
+        backend: selection.id,
+        gpu,
+        warmup: (options.warmup as number | undefined) ?? 10,
+        iterations: (options.iterations as number | undefined) ?? 30,
+        repeats: (options.repeats as number | undefined) ?? 3,
+        onProgress: (done, total) => progress.update(done, total),
+      }),
+    );
+    progress.done();
+  }
+  const base = results[0]!.trainSamplesPerSec.median;
+  const summary = {
+    backend: selection.id,
+    batchSize: config.batchSize,
+    spikeGradient: config.model.spikeGradient,
+    results: results.map((r) => ({ ...r, speedup: r.trainSamplesPerSec.median / base })),
+    cpu: os.cpus()[0]?.model.trim() ?? 'unknown',
+    versions: versions(),
+  };
+  if (output.json) {
+    output.out(JSON.stringify(summary));
+  } else {
+    output.out(`backend ${selection.id}, global batch ${config.batchSize}, spike gradient ${config.model.spikeGradient}`);
+    for (const r of summary.results) {
+      output.out(`${String(r.workers).padStart(2)} worker${r.workers > 1 ? 's' : ' '}  ${formatRate(r.trainSamplesPerSec.median)} (min ${Math.round(r.trainSamplesPerSec.min)}, max ${Math.round(r.trainSamplesPerSec.max)})  ×${r.speedup.toFixed(2)}`);
+    }
   }
   return 0;
 }

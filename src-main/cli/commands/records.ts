@@ -1,0 +1,190 @@
+import path from 'node:path';
+import type { RunRecord } from '../../../src-shared/records';
+import { loadDatasetFile } from '../../data/dataset-file';
+import { decodeCheckpoint, encodeCheckpoint, readCheckpointFile, writeFileAtomic } from '../../engine/checkpoint';
+import { parseEngineConfig } from '../../../src-shared/engine-config';
+import { importedRecord } from '../../services/training-service';
+import { UsageError, type CommandSpec, type Parsed } from '../args';
+import { DB_OPTION, JSON_OPTION, openCliStore } from '../common';
+import { formatBytes, type Output } from '../output';
+
+export const runsSpec: CommandSpec = {
+  name: 'runs',
+  summary: 'List training runs, or show one (config, status, summary, checkpoints, recent metrics).',
+  usage: 'quadra runs [list|show ID] [--limit N] [--db FILE] [--json]',
+  options: { limit: { kind: 'int', description: 'newest N runs (default 50)', max: 100_000, placeholder: 'N' }, db: DB_OPTION, json: JSON_OPTION },
+  positionals: [
+    { name: 'list|show', required: false },
+    { name: 'ID', required: false },
+  ],
+};
+
+export const checkpointsSpec: CommandSpec = {
+  name: 'checkpoints',
+  summary: 'List checkpoints (best marked), export one to a .safetensors file (optionally F16), or import a .safetensors file (ours or a PyTorch state_dict) as a new "imported" run.',
+  usage: 'quadra checkpoints list [RUN_ID] | export ID --out FILE [--fp16] | import FILE [--name N]  [--db FILE] [--json]',
+  options: {
+    out: { kind: 'string', description: 'export: the .safetensors file to write', placeholder: 'FILE' },
+    fp16: { kind: 'boolean', description: 'export: F16 weights and field state only (half the size)' },
+    name: { kind: 'string', description: 'import: a name for the new run', placeholder: 'TEXT' },
+    db: DB_OPTION,
+    json: JSON_OPTION,
+  },
+  positionals: [
+    { name: 'list|export|import', required: true },
+    { name: 'ID or FILE', required: false },
+  ],
+};
+
+export const datasetsSpec: CommandSpec = {
+  name: 'datasets',
+  summary: 'List registered datasets, or import a .npy/.csv/.txt file (validated completely, then registered with its sha256).',
+  usage: 'quadra datasets list | import FILE [--name N] [--field-size N] [--db FILE] [--json]',
+  options: {
+    name: { kind: 'string', description: 'import: the dataset name (default: the file name)', placeholder: 'TEXT' },
+    'field-size': { kind: 'int', description: 'import: the width rows must have (text files are hashed to this width; default 100 for text, any width otherwise)', max: 65_536, placeholder: 'N' },
+    db: DB_OPTION,
+    json: JSON_OPTION,
+  },
+  positionals: [
+    { name: 'list|import', required: true },
+    { name: 'FILE', required: false },
+  ],
+};
+
+function idArgument(text: string | undefined, what: string): number {
+  const id = Number(text);
+  if (text === undefined || !Number.isSafeInteger(id) || id < 1) throw new UsageError(`${what} must be a number${text === undefined ? '' : `, got '${text}'`}`);
+  return id;
+}
+
+const fmt = (x: number | null | undefined, digits = 6) => (x === null || x === undefined ? '—' : x.toFixed(digits));
+
+export async function runs({ options, positionals }: Parsed, output: Output): Promise<number> {
+  const [sub = 'list', id] = positionals;
+  const store = openCliStore(options);
+  try {
+    if (sub === 'list') {
+      const list = store.runs.list({ limit: (options.limit as number | undefined) ?? 50 });
+      if (output.json) return output.out(JSON.stringify(list)), 0;
+      if (list.length === 0) return output.out('no runs yet — start one with `quadra train --epochs 5`'), 0;
+      output.out(`${'id'.padStart(4)}  ${'status'.padEnd(11)} ${'mode'.padEnd(9)} ${'best val'.padStart(10)} ${'last loss'.padStart(10)} ${'samples/s'.padStart(10)}  created           name`);
+      for (const r of list) {
+        const rate = r.summary.samplesPerSec === null ? '—' : Math.round(r.summary.samplesPerSec).toString();
+        output.out(`${String(r.id).padStart(4)}  ${r.status.padEnd(11)} ${r.mode.padEnd(9)} ${fmt(r.summary.bestValidationLoss).padStart(10)} ${fmt(r.summary.lastTrainLoss).padStart(10)} ${rate.padStart(10)}  ${r.createdAt.slice(0, 16).replace('T', ' ')}  ${r.name}`);
+      }
+      return 0;
+    }
+    if (sub !== 'show') throw new UsageError(`unknown subcommand '${sub}' (list or show)`);
+    const run = store.runs.get(idArgument(id, 'ID'));
+    const checkpoints = store.checkpoints.listByRun(run.id);
+    const metrics = store.metrics.range(run.id, { maxPoints: 20 });
+    if (output.json) return output.out(JSON.stringify({ ...run, checkpoints, metrics })), 0;
+    showRun(run, output);
+    output.out(`checkpoints (${checkpoints.length})`);
+    for (const c of checkpoints) output.out(`  ${String(c.id).padStart(4)}  epoch ${c.epoch} step ${c.step}  validation ${fmt(c.validationLoss)}  ${formatBytes(c.sizeBytes)}${c.isBest ? '  ← best' : ''}`);
+    output.out(`loss curve (${metrics.length} points, downsampled)`);
+    for (const m of metrics) output.out(`  step ${String(m.step).padStart(7)}  train ${fmt(m.trainLoss)}  validation ${fmt(m.validationLoss)}`);
+    return 0;
+  } finally {
+    store.close();
+  }
+}
+
+function showRun(run: RunRecord, output: Output): void {
+  const s = run.summary;
+  output.out(`run ${run.id}: ${run.name}`);
+  output.out(`  status     ${run.status}${s.failureReason ? ` — ${s.failureReason}` : ''}`);
+  output.out(`  mode       ${run.mode}, ${run.workers} worker(s), backend ${run.backend}, devices ${run.devices.join('; ')}`);
+  output.out(`  created    ${run.createdAt}${run.startedAt ? `, started ${run.startedAt}` : ''}${run.endedAt ? `, ended ${run.endedAt}` : ''}`);
+  output.out(`  progress   ${s.steps} steps, ${s.epochs} epochs${s.durationS === null ? '' : ` in ${s.durationS.toFixed(1)} s`}${s.samplesPerSec === null ? '' : `, ${Math.round(s.samplesPerSec)} samples/s`}`);
+  output.out(`  loss       last ${fmt(s.lastTrainLoss)}, best validation ${fmt(s.bestValidationLoss)}`);
+  output.out(`  config     ${JSON.stringify(run.config)}`);
+}
+
+export async function checkpoints({ options, positionals }: Parsed, output: Output): Promise<number> {
+  const [sub, arg] = positionals;
+  const store = openCliStore(options);
+  try {
+    if (sub === 'list') {
+      const runIds = arg === undefined ? store.runs.list().map((r) => r.id) : [idArgument(arg, 'RUN_ID')];
+      const list = runIds.flatMap((id) => store.checkpoints.listByRun(id));
+      if (output.json) return output.out(JSON.stringify(list)), 0;
+      if (list.length === 0) return output.out('no checkpoints yet'), 0;
+      for (const c of list) output.out(`${String(c.id).padStart(4)}  run ${c.runId}  epoch ${c.epoch} step ${c.step}  validation ${fmt(c.validationLoss)}  ${formatBytes(c.sizeBytes)}  ${c.createdAt.slice(0, 19)}${c.isBest ? '  ← best' : ''}`);
+      return 0;
+    }
+    if (sub === 'export') {
+      const id = idArgument(arg, 'ID');
+      const out = options.out as string | undefined;
+      if (!out) throw new UsageError('export needs --out FILE');
+      let bytes = store.checkpoints.getData(id);
+      if (options.fp16) {
+        const contents = decodeCheckpoint(bytes, `checkpoint ${id}`);
+        const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
+        bytes = encodeCheckpoint(
+          { config, parameters: contents.parameters, optimizer: contents.optimizer ?? { m: new Float32Array(0), v: new Float32Array(0), fieldStep: 0, spikeStep: 0 }, fieldState: contents.fieldState ?? new Float32Array(contents.model.fieldSize), step: contents.step ?? 0 },
+          { dtype: 'F16' },
+        );
+      }
+      await writeFileAtomic(out, bytes);
+      if (output.json) output.out(JSON.stringify({ id, out, bytes: bytes.length, dtype: options.fp16 ? 'F16' : 'F32' }));
+      else output.out(`checkpoint ${id} written to ${out} (${formatBytes(bytes.length)}${options.fp16 ? ', F16' : ''})`);
+      return 0;
+    }
+    if (sub === 'import') {
+      if (!arg) throw new UsageError('import needs a FILE');
+      const contents = await readCheckpointFile(arg);
+      const bytes = new Uint8Array(await (await import('node:fs/promises')).readFile(arg));
+      const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
+      const run = store.db.transaction(() => {
+        const created = store.runs.create({
+          name: (options.name as string | undefined) ?? `imported ${path.basename(arg)}`,
+          config: { engine: config, importedFrom: path.resolve(arg), origin: contents.origin },
+          mode: 'single',
+          backend: 'cpu',
+          devices: [],
+          workers: 1,
+          datasetId: null,
+          ownerPid: null,
+        });
+        // An imported model is a finished run with one checkpoint; its name and config say where it came from.
+        store.runs.setStatus(created.id, 'completed');
+        const checkpoint = store.checkpoints.add({ runId: created.id, epoch: 0, step: contents.step ?? 0, validationLoss: null, trainLoss: null, data: bytes });
+        return { run: created, checkpoint };
+      })();
+      if (output.json) output.out(JSON.stringify({ runId: run.run.id, checkpointId: run.checkpoint.id, origin: contents.origin, model: contents.model }));
+      else output.out(`imported ${arg} (${contents.origin === 'pytorch' ? 'PyTorch state_dict' : 'Quadra checkpoint'}) as checkpoint ${run.checkpoint.id} of run ${run.run.id}`);
+      return 0;
+    }
+    throw new UsageError(`unknown subcommand '${sub}' (list, export or import)`);
+  } finally {
+    store.close();
+  }
+}
+
+export async function datasets({ options, positionals }: Parsed, output: Output): Promise<number> {
+  const [sub, file] = positionals;
+  const store = openCliStore(options);
+  try {
+    if (sub === 'list') {
+      const list = store.datasets.list();
+      if (output.json) return output.out(JSON.stringify(list)), 0;
+      if (list.length === 0) return output.out('no datasets yet — `quadra datasets import FILE` (samples: resources/datasets/)'), 0;
+      for (const d of list) output.out(`${String(d.id).padStart(4)}  ${d.name.padEnd(32)} ${d.kind.padEnd(9)} ${String(d.rows).padStart(8)} × ${String(d.width).padEnd(5)} ${d.sha256.slice(0, 12)}  ${d.sourcePath ?? ''}`);
+      return 0;
+    }
+    if (sub === 'import') {
+      if (!file) throw new UsageError('import needs a FILE');
+      const width = options['field-size'] as number | undefined;
+      const loaded = await loadDatasetFile(file, { ...(width === undefined ? {} : { expectedWidth: width, textWidth: width }) });
+      const record = importedRecord(store, loaded, options.name as string | undefined);
+      if (output.json) output.out(JSON.stringify(record));
+      else output.out(`dataset ${record.id} "${record.name}": ${record.rows} rows × ${record.width} (${record.kind})${loaded.skippedLines ? `, ${loaded.skippedLines} lines without words skipped` : ''}`);
+      return 0;
+    }
+    throw new UsageError(`unknown subcommand '${sub}' (list or import)`);
+  } finally {
+    store.close();
+  }
+}

@@ -1,0 +1,268 @@
+import type { Statement, Transaction } from 'better-sqlite3';
+import type { BackendId } from '../../src-shared/engine-config';
+import { QuadraError } from '../../src-shared/errors';
+import {
+  FINISHED_RUN_STATUSES,
+  RUN_MODES,
+  RUN_STATUSES,
+  type RunMode,
+  type RunRecord,
+  type RunStatus,
+  type RunSummary,
+} from '../../src-shared/records';
+import { assertOneOf, assertWholeNumber, notFound, toJsonText, type StoreContext } from './context';
+
+export interface NewRun {
+  name: string;
+  config: unknown;
+  mode: RunMode;
+  backend: BackendId;
+  devices: string[];
+  workers: number;
+  datasetId: number | null;
+  status?: 'queued';
+  ownerPid: number | null;
+}
+
+export interface ListRunsOptions {
+  /** At most this many runs (newest first); all when omitted. */
+  limit?: number;
+  status?: RunStatus;
+}
+
+export interface SetStatusOptions {
+  /** Why the run failed (or was interrupted); cleared when omitted. */
+  failureReason?: string | null;
+  /** A new owner, e.g. the process that resumes an interrupted run. */
+  ownerPid?: number | null;
+}
+
+interface RunRow {
+  id: number;
+  name: string;
+  config: string;
+  mode: RunMode;
+  backend: BackendId;
+  devices: string;
+  workers: number;
+  dataset_id: number | null;
+  status: RunStatus;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  owner_pid: number | null;
+  best_validation_loss: number | null;
+  best_train_loss: number | null;
+  last_train_loss: number | null;
+  last_validation_loss: number | null;
+  samples_per_sec: number | null;
+  duration_s: number | null;
+  steps: number;
+  epochs: number;
+  failure_reason: string | null;
+}
+
+type SummaryParams = { [K in keyof RunSummary]: RunSummary[K] } & { id: number };
+
+const COLUMNS = `id, name, config, mode, backend, devices, workers, dataset_id, status, created_at, started_at, ended_at,
+  owner_pid, best_validation_loss, best_train_loss, last_train_loss, last_validation_loss, samples_per_sec, duration_s,
+  steps, epochs, failure_reason`;
+
+function toRecord(row: RunRow): RunRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    config: JSON.parse(row.config) as unknown,
+    mode: row.mode,
+    backend: row.backend,
+    devices: JSON.parse(row.devices) as string[],
+    workers: row.workers,
+    datasetId: row.dataset_id,
+    status: row.status,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+    ownerPid: row.owner_pid,
+    summary: {
+      bestValidationLoss: row.best_validation_loss,
+      bestTrainLoss: row.best_train_loss,
+      lastTrainLoss: row.last_train_loss,
+      lastValidationLoss: row.last_validation_loss,
+      samplesPerSec: row.samples_per_sec,
+      durationS: row.duration_s,
+      steps: row.steps,
+      epochs: row.epochs,
+      failureReason: row.failure_reason,
+    },
+  };
+}
+
+/** True when a process with that pid exists (EPERM: it exists but belongs to another user). */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const isFinished = (status: RunStatus) => (FINISHED_RUN_STATUSES as readonly RunStatus[]).includes(status);
+
+export class RunRepository {
+  readonly #ctx: StoreContext;
+  readonly #insert: Statement<Record<string, unknown>, RunRow>;
+  readonly #byId: Statement<[number], RunRow>;
+  readonly #list: Statement<{ status: RunStatus | null; limit: number }, RunRow>;
+  readonly #setStatus: Statement<{ id: number; status: RunStatus; now: string; finished: number; failureReason: string | null }>;
+  readonly #setOwner: Statement<{ id: number; ownerPid: number | null }>;
+  readonly #setSummary: Statement<SummaryParams>;
+  readonly #ownedActive: Statement<[], { id: number; owner_pid: number }>;
+  readonly #interrupt: Statement<{ id: number; now: string; failureReason: string }>;
+  readonly #delete: Statement<[number]>;
+  readonly #setStatusTx: (id: number, status: RunStatus, options: SetStatusOptions) => RunRecord;
+  readonly #updateSummaryTx: (id: number, summary: Partial<RunSummary>) => RunRecord;
+  readonly #markInterruptedTx: Transaction<(isAlive: (pid: number) => boolean) => number[]>;
+
+  constructor(ctx: StoreContext) {
+    this.#ctx = ctx;
+    const db = ctx.db;
+    this.#insert = db.prepare(
+      `INSERT INTO runs (name, config, mode, backend, devices, workers, dataset_id, status, created_at, owner_pid)
+       VALUES (:name, :config, :mode, :backend, :devices, :workers, :datasetId, 'queued', :createdAt, :ownerPid)
+       RETURNING ${COLUMNS}`,
+    );
+    this.#byId = db.prepare(`SELECT ${COLUMNS} FROM runs WHERE id = ?`);
+    this.#list = db.prepare(
+      `SELECT ${COLUMNS} FROM runs WHERE :status IS NULL OR status = :status
+       ORDER BY created_at DESC, id DESC LIMIT :limit`,
+    );
+    this.#setStatus = db.prepare(
+      `UPDATE runs SET
+         status = :status,
+         started_at = CASE WHEN :status = 'running' THEN coalesce(started_at, :now) ELSE started_at END,
+         ended_at = CASE WHEN :finished THEN :now ELSE NULL END,
+         failure_reason = :failureReason
+       WHERE id = :id`,
+    );
+    this.#setOwner = db.prepare('UPDATE runs SET owner_pid = :ownerPid WHERE id = :id');
+    this.#setSummary = db.prepare(
+      `UPDATE runs SET best_validation_loss = :bestValidationLoss, best_train_loss = :bestTrainLoss,
+         last_train_loss = :lastTrainLoss, last_validation_loss = :lastValidationLoss, samples_per_sec = :samplesPerSec,
+         duration_s = :durationS, steps = :steps, epochs = :epochs, failure_reason = :failureReason
+       WHERE id = :id`,
+    );
+    this.#ownedActive = db.prepare(
+      "SELECT id, owner_pid FROM runs WHERE status IN ('running', 'paused') AND owner_pid IS NOT NULL ORDER BY id",
+    );
+    this.#interrupt = db.prepare(
+      `UPDATE runs SET status = 'interrupted', ended_at = :now, failure_reason = :failureReason
+       WHERE id = :id AND status IN ('running', 'paused')`,
+    );
+    this.#delete = db.prepare('DELETE FROM runs WHERE id = ?');
+
+    this.#setStatusTx = db.transaction((id: number, status: RunStatus, options: SetStatusOptions) => {
+      const { changes } = this.#setStatus.run({
+        id,
+        status,
+        now: ctx.now(),
+        finished: isFinished(status) ? 1 : 0,
+        failureReason: options.failureReason ?? null,
+      });
+      if (changes === 0) throw notFound('run', id);
+      if (options.ownerPid !== undefined) this.#setOwner.run({ id, ownerPid: options.ownerPid });
+      return this.get(id);
+    });
+    this.#updateSummaryTx = db.transaction((id: number, summary: Partial<RunSummary>) => {
+      const current = this.get(id);
+      const next: RunSummary = { ...current.summary };
+      for (const key of Object.keys(next) as (keyof RunSummary)[]) {
+        if (summary[key] !== undefined) (next as Record<keyof RunSummary, unknown>)[key] = summary[key];
+      }
+      this.#setSummary.run({ ...next, id });
+      return { ...current, summary: next };
+    });
+    this.#markInterruptedTx = db.transaction((isAlive: (pid: number) => boolean) => {
+      const now = ctx.now();
+      const changed: number[] = [];
+      for (const { id, owner_pid: pid } of this.#ownedActive.all()) {
+        if (isAlive(pid)) continue;
+        const failureReason = `the process running it stopped unexpectedly (pid ${pid})`;
+        if (this.#interrupt.run({ id, now, failureReason }).changes > 0) changed.push(id);
+      }
+      return changed;
+    });
+  }
+
+  /** Records a new run in status 'queued'. */
+  create(run: NewRun): RunRecord {
+    assertOneOf(run.mode, RUN_MODES, 'run mode');
+    assertWholeNumber(run.workers, 'run workers', 1);
+    if (run.status !== undefined && run.status !== 'queued') {
+      throw new QuadraError('INVALID_ARGUMENT', `a new run starts 'queued' (got '${String(run.status)}')`);
+    }
+    const config = toJsonText(run.config, 'run config', true);
+    const devices = toJsonText(run.devices, 'run devices');
+    return this.#ctx.write(`create run '${run.name}'`, () => {
+      const row = this.#insert.get({
+        name: run.name,
+        config,
+        mode: run.mode,
+        backend: run.backend,
+        devices,
+        workers: run.workers,
+        datasetId: run.datasetId,
+        createdAt: this.#ctx.now(),
+        ownerPid: run.ownerPid,
+      });
+      return toRecord(row!);
+    });
+  }
+
+  /** The run; NOT_FOUND naming the id when there is none. */
+  get(id: number): RunRecord {
+    const row = this.#ctx.read(`read run ${id}`, () => this.#byId.get(id));
+    if (row === undefined) throw notFound('run', id);
+    return toRecord(row);
+  }
+
+  /** Runs, newest first. */
+  list(options: ListRunsOptions = {}): RunRecord[] {
+    if (options.limit !== undefined) assertWholeNumber(options.limit, 'limit');
+    if (options.status !== undefined) assertOneOf(options.status, RUN_STATUSES, 'run status');
+    const params = { status: options.status ?? null, limit: options.limit ?? -1 };
+    return this.#ctx.read('list runs', () => this.#list.all(params)).map(toRecord);
+  }
+
+  /**
+   * Moves the run to `status`. The first 'running' stamps startedAt; a finished status stamps
+   * endedAt (and a later unfinished one, e.g. resuming, clears it).
+   */
+  setStatus(id: number, status: RunStatus, options: SetStatusOptions = {}): RunRecord {
+    assertOneOf(status, RUN_STATUSES, 'run status');
+    return this.#ctx.write(`set the status of run ${id}`, () => this.#setStatusTx(id, status, options));
+  }
+
+  /** Overwrites the summary fields given; the others keep their values. */
+  updateSummary(id: number, summary: Partial<RunSummary>): RunRecord {
+    if (summary.steps !== undefined) assertWholeNumber(summary.steps, 'steps');
+    if (summary.epochs !== undefined) assertWholeNumber(summary.epochs, 'epochs');
+    return this.#ctx.write(`update the summary of run ${id}`, () => this.#updateSummaryTx(id, summary));
+  }
+
+  /**
+   * Runs left 'running' or 'paused' by a process that no longer exists become 'interrupted'.
+   * Runs without an ownerPid are left alone: nothing tells whether they are still going.
+   * Returns the ids it changed.
+   */
+  markInterruptedRuns(isAlive: (pid: number) => boolean = isProcessAlive): number[] {
+    // IMMEDIATE: take the write lock before reading, so no other writer changes a status in between.
+    return this.#ctx.write('mark interrupted runs', () => this.#markInterruptedTx.immediate(isAlive));
+  }
+
+  /** Deletes the run with its metrics and checkpoints. */
+  remove(id: number): void {
+    const { changes } = this.#ctx.write(`remove run ${id}`, () => this.#delete.run(id));
+    if (changes === 0) throw notFound('run', id);
+  }
+}
