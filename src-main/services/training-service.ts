@@ -11,6 +11,7 @@ import { splitTrainValidation } from '../data/split';
 import { parseSyntheticSpec, syntheticRows } from '../data/synthetic';
 import { selectBackend } from '../engine/backends';
 import { decodeCheckpoint, encodeCheckpoint } from '../engine/checkpoint';
+import { buildLayout } from '../engine/layout';
 import type { Store } from '../store/database';
 import { TrainingRun, type ProgressSnapshot, type RunOutcome, type TrainingEvents } from '../training/coordinator';
 import type { TransportFactory } from '../training/transport';
@@ -44,6 +45,9 @@ export interface ServiceContext {
 
 export interface TrainingResult {
   runId: number;
+  mode: RunMode;
+  workers: number;
+  backend: BackendId;
   status: RunRecord['status'];
   outcome: RunOutcome;
   bestCheckpointId: number | null;
@@ -65,6 +69,8 @@ interface StoredRunConfig {
 
 export async function startTraining(request: TrainingRequest, ctx: ServiceContext): Promise<TrainingResult> {
   const engine = parseEngineConfig(request.engine);
+  // Refuse an impossible model before loading data or starting anything.
+  buildLayout(engine.model);
   const stored: StoredRunConfig = {
     engine,
     epochs: positive(request.epochs, 'epochs'),
@@ -223,7 +229,7 @@ async function execute(
   // A failed final write must not hide the run's own result; it is reported beside it.
   const best = safe(() => store.checkpoints.best(run.id));
   const latest = safe(() => store.checkpoints.latest(run.id));
-  return { runId: run.id, status, outcome, bestCheckpointId: best?.id ?? null, latestCheckpointId: latest?.id ?? null, storeError };
+  return { runId: run.id, mode: run.mode, workers: run.workers, backend, status, outcome, bestCheckpointId: best?.id ?? null, latestCheckpointId: latest?.id ?? null, storeError };
 }
 
 interface LoadedData {

@@ -16,8 +16,16 @@ const batches = new Map<number, { rows: number; data: Float32Array }>();
 let batchArrived: (() => void) | null = null;
 let queue: Promise<void> = Promise.resolve();
 
+/** In an Electron utility process the channel is process.parentPort; under child_process.fork it is process.send. */
+interface ParentPort {
+  postMessage(message: unknown): void;
+  on(event: 'message', listener: (event: { data: unknown }) => void): void;
+}
+const parentPort = (process as unknown as { parentPort?: ParentPort }).parentPort;
+
 function send(message: FromWorker): void {
-  process.send?.(message);
+  if (parentPort) parentPort.postMessage(message);
+  else process.send?.(message);
 }
 
 function requireEngine(): OscillatorEngine {
@@ -102,14 +110,15 @@ async function handle(message: ToWorker): Promise<void> {
       exchange?.close();
       exchange = null;
       send({ type: 'ok', replyTo: message.seq });
-      process.disconnect?.();
+      if (parentPort) setImmediate(() => process.exit(0));
+      else process.disconnect?.();
       return;
     case 'batch':
       return;
   }
 }
 
-process.on('message', (raw: unknown) => {
+function receive(raw: unknown): void {
   const message = raw as ToWorker;
   // Batches are stored as they arrive (not queued), so a compute waiting for one is woken at once.
   if (message.type === 'batch') {
@@ -123,6 +132,13 @@ process.on('message', (raw: unknown) => {
       send({ type: 'error', replyTo: message.seq, error: toErrorData(error) });
     }),
   );
-});
+}
 
-process.on('disconnect', () => process.exit(0));
+if (parentPort) {
+  // Electron ends utility processes with the app; nothing more to watch.
+  parentPort.on('message', (event) => receive(event.data));
+} else {
+  process.on('message', receive);
+  // The parent is gone (even SIGKILLed): the IPC channel closes, and so does this worker.
+  process.on('disconnect', () => process.exit(0));
+}

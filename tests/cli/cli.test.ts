@@ -21,7 +21,8 @@ interface Run {
 
 function quadra(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: 120_000 }, (error, stdout, stderr) => {
+    // Every run records into a temporary database, never the user's.
+    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, QUADRA_DB: path.join(tmp, 'cli.sqlite'), ...env }, timeout: 120_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -97,12 +98,15 @@ describe('quadra CLI', () => {
     const run = await quadra(['train', '--epochs', '2', '--dataset', 'synthetic:96', '--batch-size', '32', '--backend', 'wasm', '--checkpoint-out', checkpoint, '--json']);
     expect(run.code).toBe(0);
     const summary = JSON.parse(run.stdout);
-    expect(summary).toMatchObject({ backend: 'wasm', epochs: 2, steps: 6, samples: 192, checkpoint });
+    // 96 rows, 10% held out for validation: 86 training rows make 2 batches of 32 an epoch.
+    expect(summary).toMatchObject({ status: 'completed', mode: 'single', workers: 1, backend: 'wasm', epochs: 2, steps: 4, samples: 128, checkpoint });
     expect(Number.isFinite(summary.finalLoss)).toBe(true);
+    expect(Number.isFinite(summary.bestValidationLoss)).toBe(true);
+    expect(summary.bestCheckpointId).toBeGreaterThan(0);
     const bytes = readFileSync(checkpoint);
     const contents = decodeCheckpoint(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), checkpoint);
-    expect(contents.step).toBe(6);
-    expect(contents.optimizer?.fieldStep).toBe(6);
+    expect(contents.step).toBe(4);
+    expect(contents.optimizer?.fieldStep).toBe(4);
 
     const input = path.join(tmp, 'x.npy');
     writeFileSync(input, serializeNpy(new Float32Array(3 * 100).map((_, i) => Math.sin(i)), [3, 100]));

@@ -147,6 +147,9 @@ function report(result: TrainingResult, output: Output, exported: string | null)
   const summary = {
     runId: result.runId,
     status: result.status,
+    mode: result.mode,
+    workers: result.workers,
+    backend: result.backend,
     steps: o.step,
     epochs: o.epoch,
     samples: o.realSamples,
