@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelConfigSchema, type EngineConfig, type ModelConfig } from '../../src-shared/engine-config';
+import { ModelConfigSchema, parseEngineConfig, type EngineConfig, type ModelConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { OptimizerState } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
@@ -152,16 +152,38 @@ export function decodeCheckpoint(bytes: Uint8Array, fileLabel: string, expected?
   };
 }
 
-export async function readCheckpointFile(filePath: string, expected?: Partial<ModelConfig>): Promise<CheckpointContents> {
-  let bytes: Uint8Array;
+/**
+ * A checkpoint re-encoded as F16 for use elsewhere: weights and field state only (half the size).
+ * Works on ours and on PyTorch state_dicts (the config is inferred from the shapes then).
+ */
+export function toF16Checkpoint(bytes: Uint8Array, fileLabel: string): Uint8Array {
+  const contents = decodeCheckpoint(bytes, fileLabel);
+  const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
+  const none = new Float32Array(0);
+  return encodeCheckpoint(
+    {
+      config,
+      parameters: contents.parameters,
+      optimizer: contents.optimizer ?? { m: none, v: none, fieldStep: 0, spikeStep: 0 },
+      fieldState: contents.fieldState ?? new Float32Array(contents.model.fieldSize),
+      step: contents.step ?? 0,
+    },
+    { dtype: 'F16' },
+  );
+}
+
+/** Reads and fully validates a checkpoint file; returns the decoded contents and the raw bytes. */
+export async function readCheckpointFile(filePath: string, expected?: Partial<ModelConfig>): Promise<{ contents: CheckpointContents; bytes: Uint8Array }> {
+  let buffer: Buffer;
   try {
-    bytes = await readFile(filePath);
+    buffer = await readFile(filePath);
   } catch (error) {
     throw new QuadraError('IO_ERROR', `${filePath}: cannot read checkpoint (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, {
       file: filePath,
     });
   }
-  return decodeCheckpoint(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), filePath, expected);
+  const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  return { contents: decodeCheckpoint(bytes, filePath, expected), bytes };
 }
 
 let tmpCounter = 0;

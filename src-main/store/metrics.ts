@@ -12,18 +12,8 @@ export interface MetricRangeOptions {
 
 export const DEFAULT_MAX_POINTS = 2000;
 
-interface MetricRow {
-  runId: number;
-  step: number;
-  epoch: number;
-  time: number;
-  trainLoss: number | null;
-  validationLoss: number | null;
-  samplesPerSec: number | null;
-  gpuMemoryMiB: number | null;
-  cpuPercent: number | null;
-  rssBytes: number | null;
-}
+/** Rows come back from SQL under the record's own field names. */
+type MetricRow = MetricPoint;
 
 interface RangeParams {
   runId: number;

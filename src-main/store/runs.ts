@@ -12,17 +12,9 @@ import {
 } from '../../src-shared/records';
 import { assertOneOf, assertWholeNumber, notFound, toJsonText, type StoreContext } from './context';
 
-export interface NewRun {
-  name: string;
-  config: unknown;
-  mode: RunMode;
-  backend: BackendId;
-  devices: string[];
-  workers: number;
-  datasetId: number | null;
+export type NewRun = Pick<RunRecord, 'name' | 'config' | 'mode' | 'backend' | 'devices' | 'workers' | 'datasetId' | 'ownerPid'> & {
   status?: 'queued';
-  ownerPid: number | null;
-}
+};
 
 export interface ListRunsOptions {
   /** At most this many runs (newest first); all when omitted. */

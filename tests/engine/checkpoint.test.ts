@@ -76,7 +76,7 @@ describe('round trip', () => {
       const a = await trained();
       const file = path.join(dir, 'a.safetensors');
       await writeFileAtomic(file, a.toCheckpoint());
-      const contents = await readCheckpointFile(file);
+      const { contents } = await readCheckpointFile(file);
       const b = await engine();
       b.loadCheckpoint(contents);
       expectSameState(b.getState(), a.getState());

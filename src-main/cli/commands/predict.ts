@@ -30,7 +30,7 @@ export async function predict({ options }: Parsed, output: Output): Promise<numb
   const outputPath = options.output as string;
   const spikesPath = options.spikes as string | undefined;
   // Validate both files completely before building anything.
-  const contents = await readCheckpointFile(checkpointPath);
+  const { contents } = await readCheckpointFile(checkpointPath);
   const input = await readMatrix(inputPath);
   const F = contents.model.fieldSize;
   if (input.cols !== F) {

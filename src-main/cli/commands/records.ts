@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { RunRecord } from '../../../src-shared/records';
 import { loadDatasetFile } from '../../data/dataset-file';
-import { decodeCheckpoint, encodeCheckpoint, readCheckpointFile, writeFileAtomic } from '../../engine/checkpoint';
+import { readCheckpointFile, toF16Checkpoint, writeFileAtomic } from '../../engine/checkpoint';
 import { parseEngineConfig } from '../../../src-shared/engine-config';
 import { importedRecord } from '../../services/training-service';
 import { UsageError, type CommandSpec, type Parsed } from '../args';
@@ -118,15 +118,8 @@ export async function checkpoints({ options, positionals }: Parsed, output: Outp
       const id = idArgument(arg, 'ID');
       const out = options.out as string | undefined;
       if (!out) throw new UsageError('export needs --out FILE');
-      let bytes = store.checkpoints.getData(id);
-      if (options.fp16) {
-        const contents = decodeCheckpoint(bytes, `checkpoint ${id}`);
-        const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
-        bytes = encodeCheckpoint(
-          { config, parameters: contents.parameters, optimizer: contents.optimizer ?? { m: new Float32Array(0), v: new Float32Array(0), fieldStep: 0, spikeStep: 0 }, fieldState: contents.fieldState ?? new Float32Array(contents.model.fieldSize), step: contents.step ?? 0 },
-          { dtype: 'F16' },
-        );
-      }
+      const stored = store.checkpoints.getData(id);
+      const bytes = options.fp16 ? toF16Checkpoint(stored, `checkpoint ${id}`) : stored;
       await writeFileAtomic(out, bytes);
       if (output.json) output.out(JSON.stringify({ id, out, bytes: bytes.length, dtype: options.fp16 ? 'F16' : 'F32' }));
       else output.out(`checkpoint ${id} written to ${out} (${formatBytes(bytes.length)}${options.fp16 ? ', F16' : ''})`);
@@ -134,8 +127,7 @@ export async function checkpoints({ options, positionals }: Parsed, output: Outp
     }
     if (sub === 'import') {
       if (!arg) throw new UsageError('import needs a FILE');
-      const contents = await readCheckpointFile(arg);
-      const bytes = new Uint8Array(await (await import('node:fs/promises')).readFile(arg));
+      const { contents, bytes } = await readCheckpointFile(arg);
       const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
       const run = store.db.transaction(() => {
         const created = store.runs.create({

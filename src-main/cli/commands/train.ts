@@ -1,6 +1,5 @@
-import { parseEngineConfig } from '../../../src-shared/engine-config';
 import { RUN_MODES, type RunMode } from '../../../src-shared/records';
-import { decodeCheckpoint, encodeCheckpoint, writeFileAtomic } from '../../engine/checkpoint';
+import { toF16Checkpoint, writeFileAtomic } from '../../engine/checkpoint';
 import { getOptimalConfig } from '../../engine/auto-config';
 import { resumeTraining, startTraining, type ServiceContext, type TrainingResult } from '../../services/training-service';
 import type { TrainingRun } from '../../training/coordinator';
@@ -76,13 +75,8 @@ export async function train({ options }: Parsed, output: Output): Promise<number
     const result = await withLiveRun(output, (ctx) => startTraining(request, { store, hardware: hw, ...ctx }));
     const exported = options['checkpoint-out'] as string | undefined;
     if (exported && result.latestCheckpointId !== null) {
-      let bytes = store.checkpoints.getData(result.latestCheckpointId);
-      if (options.fp16) {
-        const contents = decodeCheckpoint(bytes, `checkpoint ${result.latestCheckpointId}`);
-        const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
-        bytes = encodeCheckpoint({ config, parameters: contents.parameters, optimizer: contents.optimizer!, fieldState: contents.fieldState!, step: contents.step ?? 0 }, { dtype: 'F16' });
-      }
-      await writeFileAtomic(exported, bytes);
+      const bytes = store.checkpoints.getData(result.latestCheckpointId);
+      await writeFileAtomic(exported, options.fp16 ? toF16Checkpoint(bytes, `checkpoint ${result.latestCheckpointId}`) : bytes);
     }
     return report(result, output, exported ?? null);
   } finally {
