@@ -14,7 +14,10 @@ describe('import layers (DESIGN.md §2)', () => {
     expect(await importErrors('src-shared/x.ts', "import path from 'path';\nexport const a = path;")).toHaveLength(1);
     expect(await importErrors('src-shared/x.ts', "import { app } from 'electron';\nexport const a = app;")).toHaveLength(1);
     expect(await importErrors('src-shared/x.ts', "import { a } from '../src-main/engine/model';\nexport const b = a;")).toHaveLength(1);
+    expect(await importErrors('src-shared/x.ts', "import { a } from '../src-renderer/lib/x';\nexport const b = a;")).toHaveLength(1);
     expect(await importErrors('src-shared/x.ts', "import { a } from './errors';\nexport const b = a;")).toEqual([]);
+    // Its own files may share names with folders elsewhere (src-shared/hardware.ts).
+    expect(await importErrors('src-shared/x.ts', "import type { A } from './hardware';\nexport type B = A;")).toEqual([]);
   });
 
   it('only src-main/electron may import electron', async () => {

@@ -1,0 +1,143 @@
+import { z } from 'zod';
+import { BACKEND_IDS, EngineConfigSchema, SPIKE_GRADIENTS } from './engine-config';
+import { QuadraError, type ErrorData } from './errors';
+import type { HardwareInfo } from './hardware';
+import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from './records';
+import { RUN_MODES } from './records';
+
+/**
+ * The one contract between the workstation's services and every client (DESIGN.md §2, STYLE.md
+ * "One contract, two ends"): the Electron preload bridge, the main-process handler table, the
+ * serve-mode WebSocket server and the renderer's clients are all typed by WorkstationApi, and
+ * every request is validated against API_REQUESTS before a handler sees it.
+ */
+
+const id = z.number().int().min(1);
+const bytes = z.instanceof(Uint8Array);
+
+export const API_REQUESTS = {
+  getHardware: z.object({}),
+  listDatasets: z.object({}),
+  /** Validates a file completely and returns its shape, first rows and the width question, importing nothing. */
+  previewDataset: z.object({ fileName: z.string().min(1), bytes, fieldSize: z.number().int().min(1).optional() }),
+  importDataset: z.object({ fileName: z.string().min(1), bytes, name: z.string().min(1).max(200).optional(), fieldSize: z.number().int().min(1).optional() }),
+  startRun: z.object({
+    name: z.string().max(200).optional(),
+    mode: z.enum(RUN_MODES),
+    workers: z.number().int().min(1).max(256).optional(),
+    backend: z.enum(['auto', ...BACKEND_IDS]),
+    engine: EngineConfigSchema.partial(),
+    epochs: z.number().int().min(1).max(1_000_000),
+    dataset: z.string().min(1),
+    validationFraction: z.number().min(0).max(0.9).optional(),
+    lastBatch: z.enum(['drop', 'wrap']).optional(),
+    checkpointEveryEpochs: z.number().int().min(1).optional(),
+    keepLastCheckpoints: z.number().int().min(1).optional(),
+  }),
+  listRuns: z.object({ limit: z.number().int().min(1).max(100_000).optional() }),
+  getRun: z.object({ runId: id }),
+  getMetrics: z.object({ runId: id, fromStep: z.number().int().min(0).optional(), toStep: z.number().int().min(0).optional(), maxPoints: z.number().int().min(10).max(100_000).optional() }),
+  controlRun: z.object({ runId: id, action: z.enum(['pause', 'resume', 'cancel']) }),
+  resumeRun: z.object({ runId: id, fromCheckpointId: id.optional() }),
+  listCheckpoints: z.object({ runId: id }),
+  exportCheckpoint: z.object({ checkpointId: id, fp16: z.boolean().optional() }),
+  importCheckpoint: z.object({ fileName: z.string().min(1), bytes, name: z.string().max(200).optional() }),
+  runBenchmarkSuite: z.object({
+    name: z.string().min(1).max(200),
+    backends: z.array(z.enum(BACKEND_IDS)).min(1),
+    workerCounts: z.array(z.number().int().min(1).max(64)).min(1),
+    batchSizes: z.array(z.number().int().min(1).max(65_536)).min(1),
+    spikeGradient: z.enum(SPIKE_GRADIENTS).optional(),
+    warmup: z.number().int().min(0).max(10_000).optional(),
+    iterations: z.number().int().min(1).max(100_000).optional(),
+    repeats: z.number().int().min(1).max(100).optional(),
+  }),
+  listBenchmarkSuites: z.object({}),
+  getBenchmarkResults: z.object({ suiteId: id }),
+  setMonitoring: z.object({ enabled: z.boolean(), intervalMs: z.number().int().min(250).max(10_000).optional() }),
+} as const;
+
+export type ApiMethod = keyof typeof API_REQUESTS;
+export type ApiRequest<M extends ApiMethod> = z.input<(typeof API_REQUESTS)[M]>;
+
+export interface HardwareReport {
+  hardware: HardwareInfo;
+  backends: Array<{ id: string; available: boolean; reason: string }>;
+  recommended: { batchSize: number; workers: number; mode: string; reasons: Record<string, string> };
+}
+
+export interface DatasetPreview {
+  rows: number;
+  width: number;
+  kind: DatasetRecord['kind'];
+  firstRows: number[][];
+  /** Set when the width differs from the requested field size: the wizard offers to adopt it. */
+  widthMismatch: { width: number; fieldSize: number } | null;
+}
+
+export interface RunDetail {
+  run: RunRecord;
+  checkpoints: CheckpointRecord[];
+}
+
+export interface ExportedFile {
+  fileName: string;
+  bytes: Uint8Array;
+}
+
+/** Every method, with its result. Requests are the zod schemas' input types. */
+export interface WorkstationApi {
+  getHardware(request: ApiRequest<'getHardware'>): Promise<HardwareReport>;
+  listDatasets(request: ApiRequest<'listDatasets'>): Promise<DatasetRecord[]>;
+  previewDataset(request: ApiRequest<'previewDataset'>): Promise<DatasetPreview>;
+  importDataset(request: ApiRequest<'importDataset'>): Promise<DatasetRecord>;
+  startRun(request: ApiRequest<'startRun'>): Promise<{ runId: number }>;
+  listRuns(request: ApiRequest<'listRuns'>): Promise<RunRecord[]>;
+  getRun(request: ApiRequest<'getRun'>): Promise<RunDetail>;
+  getMetrics(request: ApiRequest<'getMetrics'>): Promise<MetricPoint[]>;
+  controlRun(request: ApiRequest<'controlRun'>): Promise<RunRecord>;
+  resumeRun(request: ApiRequest<'resumeRun'>): Promise<{ runId: number }>;
+  listCheckpoints(request: ApiRequest<'listCheckpoints'>): Promise<CheckpointRecord[]>;
+  exportCheckpoint(request: ApiRequest<'exportCheckpoint'>): Promise<ExportedFile>;
+  importCheckpoint(request: ApiRequest<'importCheckpoint'>): Promise<{ runId: number; checkpointId: number }>;
+  runBenchmarkSuite(request: ApiRequest<'runBenchmarkSuite'>): Promise<{ suiteId: number }>;
+  listBenchmarkSuites(request: ApiRequest<'listBenchmarkSuites'>): Promise<BenchmarkSuiteRecord[]>;
+  getBenchmarkResults(request: ApiRequest<'getBenchmarkResults'>): Promise<BenchmarkResultRecord[]>;
+  setMonitoring(request: ApiRequest<'setMonitoring'>): Promise<{ enabled: boolean }>;
+}
+
+/** Compile-time check that the schema table and the interface list the same methods. */
+type SameKeys<A, B> = [Exclude<keyof A, keyof B>, Exclude<keyof B, keyof A>] extends [never, never] ? true : never;
+export const API_METHODS_MATCH: SameKeys<WorkstationApi, typeof API_REQUESTS> = true;
+
+/** Events pushed to every client, named like VS Code's onDidX. Payloads are plain data. */
+export interface WorkstationEvents {
+  /** Live training progress, 2–10 a second per running run. */
+  onDidProgress: { runId: number; step: number; epoch: number; stepInEpoch: number; stepsPerEpoch: number; trainLoss: number | null; validationLoss: number | null; samplesPerSec: number | null; paused: boolean; workers: Array<{ rank: number; pid: number | undefined; rssBytes: number | null; tensors: number | null; tensorBytes: number | null }> };
+  /** A run changed status or summary. */
+  onDidChangeRun: RunRecord;
+  /** One monitor tick (see src-shared/monitor.ts). */
+  onDidSampleMonitor: unknown;
+  onDidProgressBenchmark: { suiteId: number; done: number; total: number; label: string };
+}
+
+export type ApiEvent = keyof WorkstationEvents;
+
+/** Results cross process boundaries as data; the UI shows `error.message`. */
+export type ApiResult<T> = { ok: true; value: T } | { ok: false; error: ErrorData };
+
+export const API_METHOD_NAMES = Object.keys(API_REQUESTS) as ApiMethod[];
+
+/** Validates a request for `method`; a bad one is INVALID_ARGUMENT naming each field at fault. */
+export function validateRequest<M extends ApiMethod>(method: M, raw: unknown): z.output<(typeof API_REQUESTS)[M]> {
+  const schema = API_REQUESTS[method] as unknown as z.ZodType<z.output<(typeof API_REQUESTS)[M]>> | undefined;
+  if (!schema) throw new QuadraError('INVALID_ARGUMENT', `unknown method '${String(method)}'`);
+  const result = schema.safeParse(raw ?? {});
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => `${issue.path.join('.') || '(request)'}: ${issue.message}`);
+  throw new QuadraError('INVALID_ARGUMENT', `${String(method)}: ${problems.join('; ')}`, { fields: result.error.issues.map((i) => i.path.join('.')) });
+}
+
+export function isApiMethod(name: string): name is ApiMethod {
+  return Object.prototype.hasOwnProperty.call(API_REQUESTS, name);
+}
