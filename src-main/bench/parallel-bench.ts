@@ -22,6 +22,8 @@ export interface ParallelBenchResult {
   workers: number;
   trainSamplesPerSec: Spread;
   msPerStep: Spread;
+  /** Eval forward of one global batch, timed on rank 0 (forward passes are not data-parallel). */
+  forwardSamplesPerSec: Spread;
 }
 
 /**
@@ -35,7 +37,8 @@ export async function runParallelBench(o: ParallelBenchOptions): Promise<Paralle
   const steps = o.warmup + o.repeats * o.iterations;
   const rows = o.config.batchSize * steps;
   const marks: number[] = [];
-  const run = new TrainingRun(
+  let forwardMs: number[] = [];
+  const run: TrainingRun = new TrainingRun(
     {
       config: o.config,
       mode: o.workers > 1 ? 'multi-cpu' : 'single',
@@ -55,6 +58,9 @@ export async function runParallelBench(o: ParallelBenchOptions): Promise<Paralle
         o.onProgress?.(step, steps);
         if (step >= o.warmup && (step - o.warmup) % o.iterations === 0) marks.push(performance.now());
       },
+      beforeShutdown: async () => {
+        forwardMs = await run.timeForward(o.config.batchSize, o.iterations, o.repeats);
+      },
     },
   );
   const outcome = await run.run();
@@ -67,5 +73,6 @@ export async function runParallelBench(o: ParallelBenchOptions): Promise<Paralle
     workers: o.workers,
     trainSamplesPerSec: spread(ms.map((m) => (o.config.batchSize * 1000) / m)),
     msPerStep: spread(ms),
+    forwardSamplesPerSec: spread(forwardMs.map((m) => (o.config.batchSize * 1000) / m)),
   };
 }

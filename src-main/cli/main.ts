@@ -5,6 +5,7 @@ import { demo, demoSpec } from './commands/demo';
 import { hardwareCommand, hardwareSpec } from './commands/hardware';
 import { predict, predictSpec } from './commands/predict';
 import { checkpoints, checkpointsSpec, datasets, datasetsSpec, runs, runsSpec } from './commands/records';
+import { serve, serveSpec } from './commands/serve';
 import { resume, resumeSpec, train, trainSpec } from './commands/train';
 import { createOutput, type Output } from './output';
 import { versions } from '../engine/versions';
@@ -24,6 +25,7 @@ const COMMANDS: Command[] = [
   { spec: runsSpec, run: runs },
   { spec: checkpointsSpec, run: checkpoints },
   { spec: datasetsSpec, run: datasets },
+  { spec: serveSpec, run: serve },
 ];
 
 export const EXIT_OK = 0;

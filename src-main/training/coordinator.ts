@@ -73,6 +73,8 @@ export interface TrainingEvents {
   workersReady?(workers: WorkerStats[], backend: BackendId): void;
   /** After every step (cheap): for benchmarks that time steps exactly. */
   stepEnd?(step: number, realSamples: number): void;
+  /** After a completed run, before the workers stop (benchmarks time forward passes here). */
+  beforeShutdown?(): Promise<void>;
 }
 
 export type RunOutcomeStatus = 'completed' | 'cancelled' | 'failed' | 'diverged';
@@ -171,6 +173,12 @@ export class TrainingRun {
     return { ...this.#snapshot, workers: this.#stats.map((s) => ({ ...s })) };
   }
 
+  /** Eval-forward timings on rank 0 (ms per batch of `rows`, one number per repeat). */
+  async timeForward(rows: number, iterations: number, repeats: number): Promise<number[]> {
+    const reply = await this.#guard(this.#workers[0]!.request({ type: 'time-forward', rows, iterations, repeats }, 'timed'));
+    return reply.msPerBatch;
+  }
+
   /** Every replica's full state; call between steps (e.g. from the checkpoint event). */
   async replicaStates(): Promise<EngineSnapshot[]> {
     const replies = await Promise.all(this.#workers.map((w) => w.request({ type: 'get-state' }, 'state')));
@@ -189,6 +197,7 @@ export class TrainingRun {
     try {
       await this.#guard(this.#startWorkers());
       outcome = await this.#loop();
+      if (outcome.status === 'completed') await this.#guard(this.#events.beforeShutdown?.() ?? Promise.resolve());
     } catch (error) {
       const data = toErrorData(error);
       outcome = this.#outcome(data.code === 'DIVERGED' ? 'diverged' : 'failed', data);

@@ -32,6 +32,8 @@ export type ToWorker =
   /** Reduce every worker's slot with these weights (shard sizes / global batch) and update. */
   | { type: 'apply'; seq: number; weights: number[] }
   | { type: 'evaluate'; seq: number; rows: number; data: Float32Array }
+  /** Time `iterations` eval forwards of `rows` N(0,1) rows, `repeats` times (benchmarks). */
+  | { type: 'time-forward'; seq: number; rows: number; iterations: number; repeats: number }
   | { type: 'shutdown'; seq: number };
 
 export interface WorkerMemory {
@@ -56,6 +58,7 @@ export type FromWorker =
     }
   | { type: 'applied'; replyTo: number }
   | { type: 'evaluated'; replyTo: number; rows: number; loss: LossParts }
+  | { type: 'timed'; replyTo: number; msPerBatch: number[] }
   | { type: 'ok'; replyTo: number }
   | { type: 'error'; replyTo: number; error: ErrorData };
 

@@ -1,5 +1,6 @@
 import { toErrorData, QuadraError } from '../../src-shared/errors';
 import { OscillatorEngine } from '../engine/engine';
+import { Rng } from '../engine/random';
 import { ExchangeClient } from './gradient-exchange';
 import type { FromWorker, ToWorker } from './protocol';
 
@@ -102,6 +103,19 @@ async function handle(message: ToWorker): Promise<void> {
         rows: message.rows,
         loss: { loss: result.loss, reconstructionLoss: result.reconstructionLoss, spikeLoss: result.spikeLoss },
       });
+      return;
+    }
+    case 'time-forward': {
+      const e = requireEngine();
+      const batch = new Rng(e.config.seed + 13).fillNormal(new Float32Array(message.rows * e.config.model.fieldSize), 1);
+      for (let i = 0; i < 3; i++) e.processBatch(batch, message.rows);
+      const msPerBatch: number[] = [];
+      for (let r = 0; r < message.repeats; r++) {
+        const start = performance.now();
+        for (let i = 0; i < message.iterations; i++) e.processBatch(batch, message.rows);
+        msPerBatch.push((performance.now() - start) / message.iterations);
+      }
+      send({ type: 'timed', replyTo: message.seq, msPerBatch });
       return;
     }
     case 'shutdown':

@@ -1,9 +1,8 @@
-import path from 'node:path';
 import type { RunRecord } from '../../../src-shared/records';
 import { loadDatasetFile } from '../../data/dataset-file';
 import { readCheckpointFile, toF16Checkpoint, writeFileAtomic } from '../../engine/checkpoint';
-import { parseEngineConfig } from '../../../src-shared/engine-config';
 import { importedRecord } from '../../services/training-service';
+import { importCheckpointBytes } from '../../services/workstation';
 import { UsageError, type CommandSpec, type Parsed } from '../args';
 import { DB_OPTION, JSON_OPTION, openCliStore } from '../common';
 import { formatBytes, type Output } from '../output';
@@ -128,25 +127,9 @@ export async function checkpoints({ options, positionals }: Parsed, output: Outp
     if (sub === 'import') {
       if (!arg) throw new UsageError('import needs a FILE');
       const { contents, bytes } = await readCheckpointFile(arg);
-      const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
-      const run = store.db.transaction(() => {
-        const created = store.runs.create({
-          name: (options.name as string | undefined) ?? `imported ${path.basename(arg)}`,
-          config: { engine: config, importedFrom: path.resolve(arg), origin: contents.origin },
-          mode: 'single',
-          backend: 'cpu',
-          devices: [],
-          workers: 1,
-          datasetId: null,
-          ownerPid: null,
-        });
-        // An imported model is a finished run with one checkpoint; its name and config say where it came from.
-        store.runs.setStatus(created.id, 'completed');
-        const checkpoint = store.checkpoints.add({ runId: created.id, epoch: 0, step: contents.step ?? 0, validationLoss: null, trainLoss: null, data: bytes });
-        return { run: created, checkpoint };
-      })();
-      if (output.json) output.out(JSON.stringify({ runId: run.run.id, checkpointId: run.checkpoint.id, origin: contents.origin, model: contents.model }));
-      else output.out(`imported ${arg} (${contents.origin === 'pytorch' ? 'PyTorch state_dict' : 'Quadra checkpoint'}) as checkpoint ${run.checkpoint.id} of run ${run.run.id}`);
+      const imported = importCheckpointBytes(store, arg, bytes, options.name as string | undefined);
+      if (output.json) output.out(JSON.stringify({ ...imported, origin: contents.origin, model: contents.model }));
+      else output.out(`imported ${arg} (${contents.origin === 'pytorch' ? 'PyTorch state_dict' : 'Quadra checkpoint'}) as checkpoint ${imported.checkpointId} of run ${imported.runId}`);
       return 0;
     }
     throw new UsageError(`unknown subcommand '${sub}' (list, export or import)`);

@@ -1,0 +1,301 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ApiEvent, ApiRequest, DatasetPreview, ExportedFile, HardwareReport, RunDetail, WorkstationApi, WorkstationEvents } from '../../src-shared/api';
+import { parseEngineConfig, type BackendId } from '../../src-shared/engine-config';
+import { QuadraError } from '../../src-shared/errors';
+import type { HardwareInfo } from '../../src-shared/hardware';
+import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from '../../src-shared/records';
+import { runParallelBench } from '../bench/parallel-bench';
+import { loadDatasetFile, previewDataset } from '../data/dataset-file';
+import { getOptimalConfig } from '../engine/auto-config';
+import { probeBackends } from '../engine/backends';
+import { decodeCheckpoint, toF16Checkpoint } from '../engine/checkpoint';
+import { versions } from '../engine/versions';
+import type { Store } from '../store/database';
+import type { TrainingRun } from '../training/coordinator';
+import type { TransportFactory } from '../training/transport';
+import { importedRecord, resumeTraining, startTraining, type ServiceContext, type TrainingRequest, type TrainingResult } from './training-service';
+
+export interface MonitorSource {
+  start(): void;
+  stop(): void;
+  onSample(listener: (sample: unknown) => void): () => void;
+}
+
+export interface WorkstationDeps {
+  store: Store;
+  hardware: () => Promise<HardwareInfo>;
+  /** Where uploaded datasets are kept (a folder the server chooses, never the browser). */
+  dataDir: string;
+  emit: <E extends ApiEvent>(event: E, payload: WorkstationEvents[E]) => void;
+  transport?: TransportFactory;
+  monitor?: MonitorSource;
+}
+
+/**
+ * The WorkstationApi over the store, the training service, datasets, checkpoints and benchmarks.
+ * One instance per process that owns the database (Electron main, `quadra serve`); training runs
+ * in worker processes, so nothing here blocks for long.
+ */
+export class WorkstationService implements WorkstationApi {
+  #deps: WorkstationDeps;
+  #live = new Map<number, TrainingRun>();
+  #finished = new Map<number, Promise<TrainingResult>>();
+  #stopMonitor: (() => void) | null = null;
+
+  constructor(deps: WorkstationDeps) {
+    this.#deps = deps;
+  }
+
+  async getHardware(_request: ApiRequest<'getHardware'>): Promise<HardwareReport> {
+    const hardware = await this.#deps.hardware();
+    const backends = await probeBackends({ gpus: hardware.gpus, nvidiaSmi: hardware.nvidiaSmi });
+    return { hardware, backends, recommended: getOptimalConfig(hardware) };
+  }
+
+  async listDatasets(_request: ApiRequest<'listDatasets'>): Promise<DatasetRecord[]> {
+    return this.#deps.store.datasets.list();
+  }
+
+  async previewDataset(request: ApiRequest<'previewDataset'>): Promise<DatasetPreview> {
+    const folder = mkdtempSync(path.join(os.tmpdir(), 'quadra-preview-'));
+    try {
+      const file = path.join(folder, safeName(request.fileName));
+      writeFileSync(file, request.bytes);
+      const loaded = await loadDatasetFile(file, request.fieldSize === undefined ? {} : { textWidth: request.fieldSize });
+      const widthMismatch = request.fieldSize !== undefined && loaded.width !== request.fieldSize ? { width: loaded.width, fieldSize: request.fieldSize } : null;
+      return { rows: loaded.rows, width: loaded.width, kind: loaded.kind, firstRows: previewDataset(loaded, 5), widthMismatch };
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  }
+
+  async importDataset(request: ApiRequest<'importDataset'>): Promise<DatasetRecord> {
+    // Kept under a name derived from the content, in the server's own data folder.
+    const digest = createHash('sha256').update(request.bytes).digest('hex');
+    const folder = path.join(this.#deps.dataDir, 'datasets');
+    mkdirSync(folder, { recursive: true });
+    const file = path.join(folder, `${digest.slice(0, 16)}-${safeName(request.fileName)}`);
+    writeFileSync(file, request.bytes);
+    try {
+      const options = request.fieldSize === undefined ? {} : { expectedWidth: request.fieldSize, textWidth: request.fieldSize };
+      const loaded = await loadDatasetFile(file, options);
+      return importedRecord(this.#deps.store, loaded, request.name ?? request.fileName);
+    } catch (error) {
+      rmSync(file, { force: true });
+      throw error;
+    }
+  }
+
+  async startRun(request: ApiRequest<'startRun'>): Promise<{ runId: number }> {
+    return this.#launch((ctx) => startTraining(request as TrainingRequest, ctx));
+  }
+
+  async resumeRun(request: ApiRequest<'resumeRun'>): Promise<{ runId: number }> {
+    if (this.#live.has(request.runId)) throw new QuadraError('INVALID_ARGUMENT', `run ${request.runId} is already running`);
+    return this.#launch((ctx) => resumeTraining(request.runId, ctx, request.fromCheckpointId));
+  }
+
+  async listRuns(request: ApiRequest<'listRuns'>): Promise<RunRecord[]> {
+    return this.#deps.store.runs.list(request.limit === undefined ? {} : { limit: request.limit });
+  }
+
+  async getRun(request: ApiRequest<'getRun'>): Promise<RunDetail> {
+    return { run: this.#deps.store.runs.get(request.runId), checkpoints: this.#deps.store.checkpoints.listByRun(request.runId) };
+  }
+
+  async getMetrics(request: ApiRequest<'getMetrics'>): Promise<MetricPoint[]> {
+    const { runId, ...range } = request;
+    this.#deps.store.runs.get(runId);
+    return this.#deps.store.metrics.range(runId, range);
+  }
+
+  async controlRun(request: ApiRequest<'controlRun'>): Promise<RunRecord> {
+    const live = this.#live.get(request.runId);
+    if (!live) throw new QuadraError('NOT_FOUND', `run ${request.runId} is not running in this workstation`, { runId: request.runId });
+    if (request.action === 'pause') live.pause();
+    else if (request.action === 'resume') live.resume();
+    else live.cancel();
+    return this.#deps.store.runs.get(request.runId);
+  }
+
+  async listCheckpoints(request: ApiRequest<'listCheckpoints'>): Promise<CheckpointRecord[]> {
+    this.#deps.store.runs.get(request.runId);
+    return this.#deps.store.checkpoints.listByRun(request.runId);
+  }
+
+  async exportCheckpoint(request: ApiRequest<'exportCheckpoint'>): Promise<ExportedFile> {
+    const record = this.#deps.store.checkpoints.get(request.checkpointId);
+    const stored = this.#deps.store.checkpoints.getData(record.id);
+    const bytes = request.fp16 ? toF16Checkpoint(stored, `checkpoint ${record.id}`) : stored;
+    return { fileName: `run-${record.runId}-step-${record.step}${request.fp16 ? '-f16' : ''}.safetensors`, bytes };
+  }
+
+  async importCheckpoint(request: ApiRequest<'importCheckpoint'>): Promise<{ runId: number; checkpointId: number }> {
+    return importCheckpointBytes(this.#deps.store, request.fileName, request.bytes, request.name);
+  }
+
+  async runBenchmarkSuite(request: ApiRequest<'runBenchmarkSuite'>): Promise<{ suiteId: number }> {
+    const { store, emit } = this.#deps;
+    const hardware = await this.#deps.hardware();
+    const suite = store.benchmarks.createSuite({ name: request.name, config: request });
+    const configurations = request.backends.flatMap((backend) =>
+      request.workerCounts.flatMap((workers) => request.batchSizes.map((batchSize) => ({ backend, workers, batchSize }))),
+    );
+    const fingerprint = fingerprintOf(hardware);
+    // Runs in the background; progress and the finished results arrive as events and in the store.
+    void (async () => {
+      for (const [index, c] of configurations.entries()) {
+        emit('onDidProgressBenchmark', { suiteId: suite.id, done: index, total: configurations.length, label: `${c.backend} × ${c.workers}, batch ${c.batchSize}` });
+        const config = parseEngineConfig({ batchSize: c.batchSize, model: { spikeGradient: request.spikeGradient ?? 'surrogate' } });
+        const result = await runParallelBench({
+          config,
+          workers: c.workers,
+          backend: c.backend as BackendId,
+          gpu: { gpus: hardware.gpus, nvidiaSmi: hardware.nvidiaSmi },
+          warmup: request.warmup ?? 5,
+          iterations: request.iterations ?? 20,
+          repeats: request.repeats ?? 3,
+          ...(this.#deps.transport ? { transport: this.#deps.transport } : {}),
+        }).catch(() => null);
+        if (result) {
+          store.benchmarks.addResult({
+            suiteId: suite.id,
+            backend: c.backend as BackendId,
+            workers: c.workers,
+            batchSize: c.batchSize,
+            spikeGradient: config.model.spikeGradient,
+            trainSamplesPerSec: result.trainSamplesPerSec,
+            forwardSamplesPerSec: result.forwardSamplesPerSec,
+            fingerprint: { ...fingerprint, backend: c.backend },
+          });
+        }
+      }
+      emit('onDidProgressBenchmark', { suiteId: suite.id, done: configurations.length, total: configurations.length, label: 'done' });
+    })();
+    return { suiteId: suite.id };
+  }
+
+  async listBenchmarkSuites(_request: ApiRequest<'listBenchmarkSuites'>): Promise<BenchmarkSuiteRecord[]> {
+    return this.#deps.store.benchmarks.listSuites();
+  }
+
+  async getBenchmarkResults(request: ApiRequest<'getBenchmarkResults'>): Promise<BenchmarkResultRecord[]> {
+    return this.#deps.store.benchmarks.results(request.suiteId);
+  }
+
+  async setMonitoring(request: ApiRequest<'setMonitoring'>): Promise<{ enabled: boolean }> {
+    const monitor = this.#deps.monitor;
+    if (!monitor) throw new QuadraError('UNSUPPORTED', 'this workstation was started without a hardware monitor');
+    if (request.enabled && !this.#stopMonitor) {
+      const unsubscribe = monitor.onSample((sample) => this.#deps.emit('onDidSampleMonitor', sample));
+      monitor.start();
+      this.#stopMonitor = () => {
+        unsubscribe();
+        monitor.stop();
+      };
+    } else if (!request.enabled && this.#stopMonitor) {
+      this.#stopMonitor();
+      this.#stopMonitor = null;
+    }
+    return { enabled: this.#stopMonitor !== null };
+  }
+
+  /** Waits for a started run to finish (tests, and a clean shutdown). */
+  async settled(runId: number): Promise<TrainingResult | undefined> {
+    return this.#finished.get(runId);
+  }
+
+  /** Cancels every live run (each keeps a checkpoint) and waits for them. */
+  async shutdown(): Promise<void> {
+    for (const run of this.#live.values()) run.cancel();
+    await Promise.allSettled([...this.#finished.values()]);
+    this.#stopMonitor?.();
+  }
+
+  /** Starts a run in the background and answers as soon as it has an id. */
+  #launch(start: (ctx: ServiceContext) => Promise<TrainingResult>): Promise<{ runId: number }> {
+    const { store, emit } = this.#deps;
+    return new Promise((resolve, reject) => {
+      let started = false;
+      void this.#deps.hardware().then((hardware) => {
+        const finished = start({
+          store,
+          hardware,
+          ...(this.#deps.transport ? { transport: this.#deps.transport } : {}),
+          onStarted: (runId, run) => {
+            started = true;
+            this.#live.set(runId, run);
+            this.#finished.set(runId, finished);
+            resolve({ runId });
+          },
+          onProgress: (runId, s) => {
+            emit('onDidProgress', {
+              runId,
+              step: s.step,
+              epoch: s.epoch,
+              stepInEpoch: s.stepInEpoch,
+              stepsPerEpoch: s.stepsPerEpoch,
+              trainLoss: s.trainLoss,
+              validationLoss: s.validationLoss,
+              samplesPerSec: s.samplesPerSec,
+              paused: s.paused,
+              workers: s.workers.map((w) => ({ rank: w.rank, pid: w.pid, rssBytes: w.memory?.rssBytes ?? null, tensors: w.memory?.tensors ?? null, tensorBytes: w.memory?.tensorBytes ?? null })),
+            });
+          },
+          onEpoch: (runId) => emit('onDidChangeRun', store.runs.get(runId)),
+        });
+        finished.then(
+          (result) => {
+            this.#live.delete(result.runId);
+            emit('onDidChangeRun', store.runs.get(result.runId));
+          },
+          (error: unknown) => {
+            if (!started) reject(error);
+          },
+        );
+      }, reject);
+    });
+  }
+}
+
+/** Registers a .safetensors file (ours or a PyTorch state_dict) as a finished run with one checkpoint. */
+export function importCheckpointBytes(store: Store, fileName: string, bytes: Uint8Array, name: string | undefined): { runId: number; checkpointId: number } {
+  const contents = decodeCheckpoint(bytes, fileName);
+  const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
+  return store.db.transaction(() => {
+    const run = store.runs.create({
+      name: name ?? `imported ${path.basename(fileName)}`,
+      config: { engine: config, importedFrom: path.basename(fileName), origin: contents.origin },
+      mode: 'single',
+      backend: 'cpu',
+      devices: [],
+      workers: 1,
+      datasetId: null,
+      ownerPid: null,
+    });
+    // An imported model is a finished run with one checkpoint; its name and config say where it came from.
+    store.runs.setStatus(run.id, 'completed');
+    const checkpoint = store.checkpoints.add({ runId: run.id, epoch: 0, step: contents.step ?? 0, validationLoss: null, trainLoss: null, data: bytes });
+    return { runId: run.id, checkpointId: checkpoint.id };
+  })();
+}
+
+function fingerprintOf(hardware: HardwareInfo): Record<string, string> {
+  const v = versions();
+  return {
+    cpu: `${hardware.cpu.model} (${hardware.cpu.physicalCores} cores)`,
+    gpus: hardware.gpus.map((g) => g.name).join(', ') || 'none',
+    driver: hardware.gpus[0]?.driverVersion ?? 'none',
+    cuda: hardware.gpus[0]?.cudaVersion ?? 'none',
+    os: `${hardware.platform} ${hardware.arch} ${os.release()}`,
+    ...Object.fromEntries(Object.entries(v).map(([k, value]) => [k, value])),
+  };
+}
+
+function safeName(fileName: string): string {
+  const base = path.basename(fileName).replace(/[^\w.\- ]+/g, '_');
+  return base.length > 0 && base !== '.' && base !== '..' ? base.slice(0, 120) : 'upload';
+}
