@@ -203,6 +203,11 @@ export class WorkstationService implements WorkstationApi {
     return { enabled: this.#stopMonitor !== null };
   }
 
+  /** Process ids of every live run's workers: the monitor marks them as ours. */
+  workerPids(): number[] {
+    return [...this.#live.values()].flatMap((run) => run.workerPids.filter((pid): pid is number => pid !== undefined));
+  }
+
   /** Waits for a started run to finish (tests, and a clean shutdown). */
   async settled(runId: number): Promise<TrainingResult | undefined> {
     return this.#finished.get(runId);

@@ -124,6 +124,14 @@ describe('quadra serve, end to end over the WebSocket', () => {
     expect(results.value[0]!.forwardSamplesPerSec.median).toBeGreaterThan(0);
     expect(results.value[0]!.fingerprint).toMatchObject({ backend: 'wasm' });
     expect(Object.keys(results.value[0]!.fingerprint)).toEqual(expect.arrayContaining(['cpu', 'gpus', 'driver', 'os', 'node', 'tfjs']));
+    // The monitor streams samples; without nvidia-smi (as here) CPU samples continue and the GPU state says why.
+    const monitoring = await client.call<{ enabled: boolean }>('setMonitoring', { enabled: true });
+    expect(monitoring.value.enabled).toBe(true);
+    await client.waitFor((e) => e.event === 'onDidSampleMonitor', 10_000);
+    const sample = client.events.find((e) => e.event === 'onDidSampleMonitor')!.payload as { cpu: { perCorePercent: number[] }; gpuStatus: { state: string } };
+    expect(sample.cpu.perCorePercent.length).toBeGreaterThan(0);
+    expect(['ok', 'unavailable', 'starting']).toContain(sample.gpuStatus.state);
+    expect((await client.call<{ enabled: boolean }>('setMonitoring', { enabled: false })).value.enabled).toBe(false);
     client.close();
 
     child.kill('SIGINT');

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GpuMonitor } from '../../hardware/gpu-monitor';
 import { startServer } from '../../server/serve';
 import { WorkstationService } from '../../services/workstation';
 import type { CommandSpec, Parsed } from '../args';
@@ -22,11 +23,15 @@ const RENDERER_DIST = fileURLToPath(new URL('../../../dist/renderer', import.met
 export async function serve({ options }: Parsed, output: Output): Promise<number> {
   const store = openCliStore(options);
   let emit: ConstructorParameters<typeof WorkstationService>[0]['emit'] = () => undefined;
-  const service = new WorkstationService({
+  let service: WorkstationService | null = null;
+  // One long-running nvidia-smi per query while a client watches the monitor, not one per tick.
+  const gpuMonitor = new GpuMonitor({ ourPids: () => service?.workerPids() ?? [] });
+  service = new WorkstationService({
     store,
     hardware,
     dataDir: path.dirname(store.file),
     emit: (event, payload) => emit(event, payload),
+    monitor: { start: () => gpuMonitor.start(), stop: () => void gpuMonitor.stop(), onSample: (listener) => gpuMonitor.onDidSample(listener) },
   });
   const server = await startServer({
     api: service,
