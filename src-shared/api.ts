@@ -141,3 +141,9 @@ export function validateRequest<M extends ApiMethod>(method: M, raw: unknown): z
 export function isApiMethod(name: string): name is ApiMethod {
   return Object.prototype.hasOwnProperty.call(API_REQUESTS, name);
 }
+
+/** What the Electron preload exposes as window.quadra (contextBridge): calls and event subscriptions. */
+export interface QuadraBridge {
+  invoke(method: ApiMethod, request: unknown): Promise<ApiResult<unknown>>;
+  on(event: ApiEvent, listener: (payload: unknown) => void): () => void;
+}

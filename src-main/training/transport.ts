@@ -22,12 +22,18 @@ export interface SpawnOptions {
 
 export type TransportFactory = (options: SpawnOptions) => WorkerTransport;
 
-export const WORKER_ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
+/** The worker's entry file: the TypeScript source (run through tsx) unless a bundle says otherwise. */
+export let WORKER_ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
+
+/** The packaged app runs a bundled worker (dist/electron/worker-main.mjs). */
+export function setWorkerEntry(file: string): void {
+  WORKER_ENTRY = file;
+}
 
 /** Workers as Node child processes, running the TypeScript entry through tsx's loader. */
 export const forkTransport: TransportFactory = ({ rank, env }) => {
   const child: ChildProcess = fork(WORKER_ENTRY, [`--rank=${rank}`], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: WORKER_ENTRY.endsWith('.ts') ? ['--import', 'tsx'] : [],
     env: { ...process.env, ...env },
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -1,11 +1,7 @@
-import type { ApiEvent, ApiMethod, ApiRequest, ApiResult, WorkstationEvents } from '../../../src-shared/api';
+import type { ApiEvent, ApiMethod, ApiRequest, QuadraBridge, WorkstationEvents } from '../../../src-shared/api';
 import { ApiError, type ApiClient, type ApiResponse } from './client';
 
-/** What the Electron preload exposes as window.quadra (contextBridge): calls and event subscriptions. */
-export interface QuadraBridge {
-  invoke(method: ApiMethod, request: unknown): Promise<ApiResult<unknown>>;
-  on(event: ApiEvent, listener: (payload: unknown) => void): () => void;
-}
+export type { QuadraBridge };
 
 export function createBridgeClient(bridge: QuadraBridge): ApiClient {
   return {

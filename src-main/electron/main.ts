@@ -1,0 +1,111 @@
+import { app, BrowserWindow, dialog, session, webContents } from 'electron';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { GpuMonitor } from '../hardware/gpu-monitor';
+import { detectHardware } from '../hardware/detect';
+import { WorkstationService } from '../services/workstation';
+import { openStore } from '../store/database';
+import { defaultDatabasePath } from '../store/paths';
+import { setWorkerEntry } from '../training/transport';
+import { broadcast, registerApi } from './ipc';
+import { utilityTransport } from './utility-transport';
+
+/**
+ * The desktop app's main process: owns the store, the training coordinator, the GPU monitor and the
+ * benchmark runner (through WorkstationService); training steps run in utility processes, never
+ * here. This file is the thin shell; everything it composes is tested in plain Node.
+ */
+const here = path.dirname(fileURLToPath(import.meta.url));
+const RENDERER = path.join(here, '../renderer/index.html');
+const rendererUrl = pathToFileURL(RENDERER).href;
+const CONTENT_SECURITY_POLICY =
+  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'";
+
+if (!app.requestSingleInstanceLock()) {
+  app.quit();
+} else {
+  app.on('second-instance', () => {
+    const [window] = BrowserWindow.getAllWindows();
+    if (window) {
+      if (window.isMinimized()) window.restore();
+      window.focus();
+    }
+  });
+  void app.whenReady().then(start);
+}
+
+async function start(): Promise<void> {
+  setWorkerEntry(path.join(here, 'worker-main.mjs'));
+  const store = openStore(defaultDatabasePath());
+  store.runs.markInterruptedRuns();
+  const hardware = detectHardware();
+  let service: WorkstationService | null = null;
+  const monitor = new GpuMonitor({ ourPids: () => service?.workerPids() ?? [] });
+  service = new WorkstationService({
+    store,
+    hardware: () => hardware,
+    dataDir: path.dirname(store.file),
+    transport: utilityTransport,
+    emit: (event, payload) => broadcast(webContents.getAllWebContents(), event, payload),
+    monitor: { start: () => monitor.start(), stop: () => void monitor.stop(), onSample: (l) => monitor.onDidSample(l) },
+  });
+  registerApi(service, (url) => url.startsWith(rendererUrl));
+
+  // No remote content: every request the page makes must be to a file of ours.
+  session.defaultSession.webRequest.onBeforeRequest((details, callback) => {
+    callback({ cancel: !(details.url.startsWith('file://') || details.url.startsWith('devtools://')) });
+  });
+  session.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
+  // The page's own <meta> policy, also as a header wherever responses carry headers.
+  session.defaultSession.webRequest.onHeadersReceived((details, callback) => {
+    callback({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CONTENT_SECURITY_POLICY] } });
+  });
+
+  createWindow();
+  app.on('activate', () => {
+    if (BrowserWindow.getAllWindows().length === 0) createWindow();
+  });
+  app.on('window-all-closed', () => {
+    if (process.platform !== 'darwin') app.quit();
+  });
+  app.on('before-quit', (event) => {
+    if (!service) return;
+    event.preventDefault();
+    const closing = service;
+    service = null;
+    // Running trainings stop after their current step and keep a checkpoint.
+    void closing.shutdown().finally(() => {
+      store.close();
+      app.quit();
+    });
+  });
+}
+
+function createWindow(): void {
+  const window = new BrowserWindow({
+    width: 1400,
+    height: 900,
+    minWidth: 900,
+    minHeight: 600,
+    title: 'Quadra Matrix Workstation',
+    backgroundColor: '#0f1216',
+    webPreferences: {
+      preload: path.join(here, 'preload.cjs'),
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      webSecurity: true,
+      spellcheck: false,
+      // A middle-click must not open links in new windows.
+      disableBlinkFeatures: 'Auxclick',
+    },
+  });
+  window.webContents.on('will-navigate', (event, url) => {
+    if (!url.startsWith(rendererUrl)) event.preventDefault();
+  });
+  window.webContents.setWindowOpenHandler(() => ({ action: 'deny' }));
+  window.webContents.on('render-process-gone', (_event, details) => {
+    void dialog.showMessageBox({ type: 'error', message: `The window stopped (${details.reason}). Training runs go on; reopen the window to watch them.` });
+  });
+  void window.loadFile(RENDERER);
+}

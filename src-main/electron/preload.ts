@@ -1,0 +1,20 @@
+import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
+import type { QuadraBridge } from '../../src-shared/api';
+import { IPC_EVENT, IPC_INVOKE } from '../../src-shared/ipc';
+
+/**
+ * The only thing the sandboxed renderer gets: window.quadra, exactly the QuadraBridge — never
+ * ipcRenderer itself. Requests are validated again in the main process.
+ */
+const bridge: QuadraBridge = {
+  invoke: (method, request) => ipcRenderer.invoke(IPC_INVOKE, method, request),
+  on: (event, listener) => {
+    const wrapped = (_e: IpcRendererEvent, name: string, payload: unknown) => {
+      if (name === event) listener(payload);
+    };
+    ipcRenderer.on(IPC_EVENT, wrapped);
+    return () => ipcRenderer.off(IPC_EVENT, wrapped);
+  },
+};
+
+contextBridge.exposeInMainWorld('quadra', bridge);
