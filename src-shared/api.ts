@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { BACKEND_IDS, EngineConfigSchema, SPIKE_GRADIENTS } from './engine-config';
 import { QuadraError, type ErrorData } from './errors';
 import type { HardwareInfo } from './hardware';
+import type { MonitorSample } from './monitor';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from './records';
 import { RUN_MODES } from './records';
 
@@ -116,9 +117,10 @@ export interface WorkstationEvents {
   onDidProgress: { runId: number; step: number; epoch: number; stepInEpoch: number; stepsPerEpoch: number; trainLoss: number | null; validationLoss: number | null; samplesPerSec: number | null; paused: boolean; workers: Array<{ rank: number; pid: number | undefined; rssBytes: number | null; tensors: number | null; tensorBytes: number | null }> };
   /** A run changed status or summary. */
   onDidChangeRun: RunRecord;
-  /** One monitor tick (see src-shared/monitor.ts). */
-  onDidSampleMonitor: unknown;
-  onDidProgressBenchmark: { suiteId: number; done: number; total: number; label: string };
+  /** One monitor tick. */
+  onDidSampleMonitor: MonitorSample;
+  /** `error` names why the configuration in `label` failed (it is then left out of the results). */
+  onDidProgressBenchmark: { suiteId: number; done: number; total: number; label: string; error?: string };
 }
 
 export type ApiEvent = keyof WorkstationEvents;

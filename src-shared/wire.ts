@@ -50,7 +50,12 @@ export function base64ToBytes(text: string): Uint8Array {
 }
 
 export function encodeWire(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => (v instanceof Uint8Array ? { $bytes: bytesToBase64(v) } : v));
+  // `this[key]` is the value before toJSON ran: a Node Buffer (a Uint8Array) would otherwise
+  // arrive here already turned into { type: 'Buffer', data: [...] }.
+  return JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
+    const original = this[key];
+    return original instanceof Uint8Array ? { $bytes: bytesToBase64(original) } : v;
+  });
 }
 
 export function decodeWire(text: string): unknown {

@@ -6,6 +6,7 @@ import type { ApiEvent, ApiRequest, DatasetPreview, ExportedFile, HardwareReport
 import { parseEngineConfig, type BackendId } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
+import type { MonitorSample } from '../../src-shared/monitor';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from '../../src-shared/records';
 import { runParallelBench } from '../bench/parallel-bench';
 import { loadDatasetFile, previewDataset } from '../data/dataset-file';
@@ -21,7 +22,7 @@ import { importedRecord, resumeTraining, startTraining, type ServiceContext, typ
 export interface MonitorSource {
   start(): void;
   stop(): void;
-  onSample(listener: (sample: unknown) => void): () => void;
+  onSample(listener: (sample: MonitorSample) => void): () => void;
 }
 
 export interface WorkstationDeps {
@@ -159,7 +160,10 @@ export class WorkstationService implements WorkstationApi {
           iterations: request.iterations ?? 20,
           repeats: request.repeats ?? 3,
           ...(this.#deps.transport ? { transport: this.#deps.transport } : {}),
-        }).catch(() => null);
+        }).catch((error: unknown) => {
+          emit('onDidProgressBenchmark', { suiteId: suite.id, done: index + 1, total: configurations.length, label: `${c.backend} × ${c.workers}, batch ${c.batchSize}`, error: (error as Error).message });
+          return null;
+        });
         if (result) {
           store.benchmarks.addResult({
             suiteId: suite.id,

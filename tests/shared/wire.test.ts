@@ -19,4 +19,10 @@ describe('serve-mode wire format', () => {
     expect(Array.from(back.files[0]!.bytes)).toEqual([1, 2, 3]);
     expect(back.nested).toEqual({ $bytes: 'not-alone', other: 1 });
   });
+
+  it('carries Node Buffers (whose toJSON would otherwise run first) as bytes too', () => {
+    const back = decodeWire(encodeWire({ file: Buffer.from([0, 255, 7]) })) as { file: Uint8Array };
+    expect(back.file).toBeInstanceOf(Uint8Array);
+    expect(Array.from(back.file)).toEqual([0, 255, 7]);
+  });
 });

@@ -10,7 +10,7 @@ export function createWebSocketClient(url = defaultUrl()): ApiClient {
   let socket: WebSocket | null = null;
   let next = 1;
   let retry = 500;
-  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void; message: string }>();
+  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void; message: string; sent: boolean }>();
   const listeners = new Map<string, Set<(payload: unknown) => void>>();
   const connectionListeners = new Set<(state: ConnectionState) => void>();
   let opened: Promise<WebSocket>;
@@ -24,9 +24,15 @@ export function createWebSocketClient(url = defaultUrl()): ApiClient {
       ws.onopen = () => {
         socket = ws;
         retry = 500;
+        // Calls made while disconnected go out first; a listener below may make new ones (sent once).
+        for (const call of pending.values()) {
+          if (!call.sent) {
+            ws.send(call.message);
+            call.sent = true;
+          }
+        }
         setState('open');
         resolve(ws);
-        for (const call of pending.values()) ws.send(call.message);
       };
       ws.onmessage = (event) => {
         const message = decodeWire(String(event.data)) as { id?: number; result?: ApiResult<unknown>; event?: string; payload?: unknown };
@@ -42,6 +48,8 @@ export function createWebSocketClient(url = defaultUrl()): ApiClient {
       };
       ws.onclose = () => {
         socket = null;
+        // Unanswered calls are sent again on the next connection.
+        for (const call of pending.values()) call.sent = false;
         setState('closed');
         setTimeout(() => void connect(), retry);
         retry = Math.min(retry * 2, 10_000);
@@ -56,7 +64,7 @@ export function createWebSocketClient(url = defaultUrl()): ApiClient {
       const id = next++;
       const message = encodeWire({ id, method, request });
       return new Promise((resolve, reject) => {
-        pending.set(id, { resolve: resolve as (value: unknown) => void, reject, message });
+        pending.set(id, { resolve: resolve as (value: unknown) => void, reject, message, sent: socket !== null });
         if (socket) socket.send(message);
       });
     },

@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The Monitor view in Debian's headless Chromium against two real `quadra serve`s: one with the
+ * fake nvidia-smi replaying a 2 × RTX 3090 machine, one on a machine without nvidia-smi.
+ */
+const ROOT = path.resolve(__dirname, '..');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const BUILT = existsSync(path.join(ROOT, 'dist/renderer/index.html'));
+const why = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (apt-get install chromium)` : !BUILT ? 'renderer not built (npm run build)' : null;
+const FAKE_SMI = path.join(ROOT, 'tests/fixtures/bin/nvidia-smi');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-monitor-'));
+/** Every start of the fake nvidia-smi, as "<pid> <arguments>". */
+const smiLog = path.join(tmp, 'nvidia-smi.log');
+
+const servers: ChildProcess[] = [];
+let browser: Browser | null = null;
+let withGpus = '';
+let withoutGpus = '';
+
+async function serve(name: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const server = spawn(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'serve', '--port', '0', '--db', path.join(tmp, `${name}.sqlite`)], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  servers.push(server);
+  return new Promise<string>((resolve, reject) => {
+    let text = '';
+    server.stdout!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const match = /http:\/\/\S+\/\?token=\S+/.exec(text);
+      if (match) resolve(match[0]);
+    });
+    server.once('exit', (code) => reject(new Error(`quadra serve (${name}) exited with ${code}`)));
+  });
+}
+
+/** The pids of the long-running (-lms) nvidia-smi processes the monitor started so far. */
+function monitorSmiPids(): number[] {
+  if (!existsSync(smiLog)) return [];
+  return readFileSync(smiLog, 'utf8')
+    .split('\n')
+    .filter((line) => line.includes(' -lms '))
+    .map((line) => Number(line.split(' ')[0]));
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Counts the monitor samples the page receives over its WebSocket. */
+function countSamples(page: Page): { readonly count: number } {
+  const counter = { count: 0 };
+  page.on('websocket', (socket) => {
+    socket.on('framereceived', (frame) => {
+      if (String(frame.payload).includes('"onDidSampleMonitor"')) counter.count++;
+    });
+  });
+  return counter;
+}
+
+describe.skipIf(why !== null)(`the Monitor view in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
+  beforeAll(async () => {
+    const env = { ...process.env };
+    delete env.QUADRA_NVIDIA_SMI;
+    // A PATH with no nvidia-smi on it, whatever this machine has installed.
+    const emptyBin = path.join(tmp, 'empty-bin');
+    mkdirSync(emptyBin);
+    [withGpus, withoutGpus] = await Promise.all([
+      serve('gpus', { ...env, QUADRA_NVIDIA_SMI: FAKE_SMI, QUADRA_FAKE_SMI_LOG: smiLog }),
+      serve('no-gpu', { ...env, PATH: emptyBin }),
+    ]);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    for (const server of servers) server.kill('SIGINT');
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('shows both GPUs, the process list with N/A memory and CPU cores, and stops monitoring when left', async () => {
+    const page = await browser!.newPage();
+    const samples = countSamples(page);
+    await page.goto(`${withGpus}#monitor`);
+    const gpuPanel = page.locator('section[aria-label="GPUs"]');
+    await expect.poll(() => gpuPanel.locator('article').count(), { timeout: 15_000 }).toBe(2);
+    const gpuText = await gpuPanel.innerText();
+    expect(gpuText).toMatch(/GPU 0\s+NVIDIA GeForce RTX 3090/);
+    expect(gpuText).toMatch(/GPU 1\s+NVIDIA GeForce RTX 3090/);
+    expect(gpuText).toContain('513 / 24,576 MiB');
+    expect(gpuText).toContain('12 / 24,576 MiB');
+    expect(gpuText).toContain('38 / 350 W');
+
+    // compute-apps.csv: two ffmpeg rows with memory, two Windows rows whose memory is [N/A].
+    const rows = page.locator('section[aria-label="GPU processes"] tbody tr');
+    await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(4);
+    expect(await rows.filter({ hasText: '5268' }).innerText()).toContain('370 MiB');
+    expect(await rows.filter({ hasText: 'dwm.exe' }).innerText()).toMatch(/N\/A$/);
+
+    expect(await page.locator('.core [role="meter"]').count()).toBe(os.cpus().length);
+    expect(await page.locator('section[aria-label="Last 5 minutes"] canvas').count()).toBe(3);
+    expect(monitorSmiPids().length).toBeGreaterThanOrEqual(2);
+
+    // Leaving the view turns monitoring off: nvidia-smi is stopped and no sample arrives any more.
+    await page.evaluate("location.hash = 'hardware'");
+    await expect.poll(() => page.locator('main h1').innerText()).toBe('Hardware');
+    await expect.poll(() => monitorSmiPids().filter(isAlive), { timeout: 10_000 }).toEqual([]);
+    const startedBefore = monitorSmiPids().length;
+    const received = samples.count;
+    expect(received).toBeGreaterThan(0);
+    await page.waitForTimeout(2_500);
+    expect(samples.count).toBe(received);
+    expect(monitorSmiPids().length).toBe(startedBefore);
+    await page.close();
+  }, 40_000);
+
+  it('without nvidia-smi says so and goes on sampling the CPU', async () => {
+    const page = await browser!.newPage();
+    await page.goto(`${withoutGpus}#monitor`);
+    const gpuPanel = page.locator('section[aria-label="GPUs"]');
+    await expect.poll(() => gpuPanel.innerText(), { timeout: 15_000 }).toContain('No NVIDIA GPU or driver found — nvidia-smi not found on PATH');
+    expect(await page.locator('.core [role="meter"]').count()).toBe(os.cpus().length);
+    expect(await page.locator('section[aria-label="GPU processes"]').count()).toBe(0);
+
+    const sampledAt = page.locator('.live time');
+    const first = await sampledAt.getAttribute('datetime');
+    await expect.poll(() => sampledAt.getAttribute('datetime'), { timeout: 5_000 }).not.toBe(first);
+    expect(await page.locator('.core [role="meter"]').first().getAttribute('aria-valuenow')).toMatch(/^\d+$/);
+    expect(await page.locator('section[aria-label="Last 5 minutes"] canvas').count()).toBe(1);
+    await page.close();
+  }, 30_000);
+});

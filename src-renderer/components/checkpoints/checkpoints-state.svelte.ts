@@ -1,0 +1,132 @@
+import type { CheckpointRecord, RunRecord } from '../../../src-shared/records';
+import type { ApiClient } from '../../lib/api';
+import { formatBytes } from '../../lib/format';
+import { Loadable } from '../../lib/state/loadable.svelte';
+
+/** What the last action did, said once above the table. */
+export interface Notice {
+  kind: 'resumed' | 'imported' | 'exported';
+  text: string;
+  runId: number;
+}
+
+/** Statuses in which a run is owned by a live process: it cannot be resumed now. */
+export const LIVE_STATUSES: ReadonlySet<RunRecord['status']> = new Set(['queued', 'running', 'paused']);
+
+const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+/** The exported bytes as a Uint8Array backed by its own ArrayBuffer (what Blob wants). */
+function bytesOf(value: unknown): Uint8Array<ArrayBuffer> {
+  if (value instanceof Uint8Array) return new Uint8Array(value);
+  throw new Error('the workstation sent the checkpoint in an unknown form');
+}
+
+/**
+ * The Checkpoints view's state: the runs (newest first), the chosen run's checkpoints, and the
+ * export / import / resume actions with their errors. Live runs update through onDidChangeRun.
+ */
+export class CheckpointsState {
+  readonly runs: Loadable<RunRecord[]>;
+  selectedRunId = $state<number | null>(null);
+  checkpoints = $state.raw<CheckpointRecord[] | null>(null);
+  checkpointsError = $state<string | null>(null);
+  checkpointsLoading = $state(false);
+  /** Export as half precision (about half the size; weights only lose precision). */
+  fp16 = $state(false);
+  /** The action under way, e.g. 'export:12', 'resume:12', 'import'; one at a time. */
+  busy = $state<string | null>(null);
+  actionError = $state<string | null>(null);
+  notice = $state.raw<Notice | null>(null);
+
+  #api: ApiClient;
+  #request = 0;
+
+  constructor(api: ApiClient) {
+    this.#api = api;
+    this.runs = new Loadable(() => api.call('listRuns', {}));
+  }
+
+  get selectedRun(): RunRecord | null {
+    return this.runs.value?.find((r) => r.id === this.selectedRunId) ?? null;
+  }
+
+  /** Loads the runs and shows `select`, else the current run, else the newest. */
+  async refresh(select?: number): Promise<void> {
+    await this.runs.refresh();
+    const runs = this.runs.value ?? [];
+    const wanted = select ?? this.selectedRunId;
+    await this.selectRun(runs.find((r) => r.id === wanted)?.id ?? runs[0]?.id ?? null);
+  }
+
+  async selectRun(runId: number | null, quiet = false): Promise<void> {
+    if (runId !== this.selectedRunId) {
+      this.selectedRunId = runId;
+      this.checkpoints = null;
+    }
+    const request = ++this.#request;
+    this.checkpointsError = null;
+    if (runId === null) return;
+    if (!quiet) this.checkpointsLoading = true;
+    try {
+      const checkpoints = await this.#api.call('listCheckpoints', { runId });
+      if (request === this.#request) this.checkpoints = checkpoints;
+    } catch (error) {
+      if (request === this.#request) this.checkpointsError = message(error);
+    } finally {
+      if (request === this.#request) this.checkpointsLoading = false;
+    }
+  }
+
+  /** Fetches the checkpoint's .safetensors bytes; the caller saves them. Null after an error. */
+  async exportCheckpoint(checkpoint: CheckpointRecord): Promise<{ fileName: string; bytes: Uint8Array<ArrayBuffer> } | null> {
+    const fp16 = this.fp16;
+    return this.#act(`export:${checkpoint.id}`, async () => {
+      const file = await this.#api.call('exportCheckpoint', { checkpointId: checkpoint.id, ...(fp16 ? { fp16 } : {}) });
+      const bytes = bytesOf(file.bytes);
+      this.notice = { kind: 'exported', text: `Exported ${file.fileName} (${formatBytes(bytes.length)}${fp16 ? ', F16' : ''})`, runId: checkpoint.runId };
+      return { fileName: file.fileName, bytes };
+    });
+  }
+
+  async importCheckpoint(fileName: string, bytes: Uint8Array<ArrayBuffer>, name: string): Promise<boolean> {
+    const done = await this.#act('import', async () => {
+      const { runId } = await this.#api.call('importCheckpoint', { fileName, bytes, ...(name ? { name } : {}) });
+      await this.refresh(runId);
+      this.notice = { kind: 'imported', text: `Imported ${fileName} as run ${runId}${this.selectedRun ? ` “${this.selectedRun.name}”` : ''}`, runId };
+      return true;
+    });
+    return done ?? false;
+  }
+
+  async resume(checkpoint: CheckpointRecord): Promise<void> {
+    await this.#act(`resume:${checkpoint.id}`, async () => {
+      const { runId } = await this.#api.call('resumeRun', { runId: checkpoint.runId, fromCheckpointId: checkpoint.id });
+      this.notice = { kind: 'resumed', text: `Run ${runId} resumed from epoch ${checkpoint.epoch}, step ${checkpoint.step}`, runId };
+      await this.refresh(runId);
+    });
+  }
+
+  /** Keeps run statuses current and picks up checkpoints a live run writes. */
+  listen(): () => void {
+    return this.#api.on('onDidChangeRun', (run) => {
+      const runs = this.runs.value;
+      if (!runs) return;
+      this.runs.value = runs.some((r) => r.id === run.id) ? runs.map((r) => (r.id === run.id ? run : r)) : [run, ...runs];
+      if (run.id === this.selectedRunId) void this.selectRun(run.id, true);
+    });
+  }
+
+  async #act<T>(what: string, action: () => Promise<T>): Promise<T | null> {
+    this.busy = what;
+    this.actionError = null;
+    this.notice = null;
+    try {
+      return await action();
+    } catch (error) {
+      this.actionError = message(error);
+      return null;
+    } finally {
+      this.busy = null;
+    }
+  }
+}
