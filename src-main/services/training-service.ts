@@ -41,6 +41,8 @@ export interface ServiceContext {
   onEpoch?: (runId: number, summary: Parameters<NonNullable<TrainingEvents['epochEnd']>>[0]) => void;
   /** Called with the live run, so a caller can pause/resume/cancel it. */
   onStarted?: (runId: number, run: TrainingRun) => void;
+  /** The run's stored status changed (running, paused, resumed). */
+  onStatus?: (runId: number) => void;
 }
 
 export interface TrainingResult {
@@ -168,8 +170,14 @@ async function execute(
       ...(ctx.transport ? { transport: ctx.transport } : {}),
     },
     {
-      workersReady: () => record(() => store.runs.setStatus(run.id, 'running', { ownerPid: process.pid })),
-      status: (status) => record(() => store.runs.setStatus(run.id, status, { ownerPid: process.pid })),
+      workersReady: () => {
+        record(() => store.runs.setStatus(run.id, 'running', { ownerPid: process.pid }));
+        ctx.onStatus?.(run.id);
+      },
+      status: (status) => {
+        record(() => store.runs.setStatus(run.id, status, { ownerPid: process.pid }));
+        ctx.onStatus?.(run.id);
+      },
       progress: (snapshot) => {
         ctx.onProgress?.(run.id, snapshot);
         if (snapshot.step === lastRecordedStep || snapshot.step === 0) return;

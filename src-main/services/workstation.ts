@@ -255,6 +255,7 @@ export class WorkstationService implements WorkstationApi {
             });
           },
           onEpoch: (runId) => emit('onDidChangeRun', store.runs.get(runId)),
+          onStatus: (runId) => emit('onDidChangeRun', store.runs.get(runId)),
         });
         finished.then(
           (result) => {

@@ -1,0 +1,160 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * The Runs view in Debian's headless Chromium against a real `quadra serve`: a run's detail, the
+ * comparison of two runs (only the settings that differ), and a live run's step counter.
+ * Needs /usr/bin/chromium and the built renderer (npm run build).
+ */
+const ROOT = path.resolve(__dirname, '..');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const BUILT = existsSync(path.join(ROOT, 'dist/renderer/index.html'));
+const why = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (apt-get install chromium)` : !BUILT ? 'renderer not built (npm run build)' : null;
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-runs-ui-'));
+const db = path.join(tmp, 'runs.sqlite');
+let server: ChildProcess | null = null;
+let browser: Browser | null = null;
+let url = '';
+
+function quadra(args: string[]): void {
+  execFileSync(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), ...args, '--db', db], { cwd: ROOT, stdio: 'ignore' });
+}
+
+async function openRuns(): Promise<Page> {
+  const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(`${url}#runs`);
+  await page.waitForSelector('.connection.open');
+  return page;
+}
+
+/** Starts a run in the page's own server, over a second WebSocket like the app's client uses. */
+function startRun(page: Page, request: Record<string, unknown>): Promise<{ runId: number }> {
+  return page.evaluate(
+    (body) =>
+      new Promise<{ runId: number }>((resolve, reject) => {
+        // Runs in the page: its own origin, so the server's Origin check passes.
+        const { host } = (globalThis as unknown as { location: { host: string } }).location;
+        const ws = new WebSocket(`ws://${host}/api`);
+        ws.onopen = () => ws.send(JSON.stringify({ id: 1, method: 'startRun', request: body }));
+        ws.onerror = () => reject(new Error('WebSocket failed'));
+        ws.onmessage = (event) => {
+          const message = JSON.parse(String(event.data)) as { id?: number; result?: { ok: boolean; value?: { runId: number }; error?: { message: string } } };
+          if (message.id !== 1 || !message.result) return;
+          ws.close();
+          if (message.result.ok) resolve(message.result.value!);
+          else reject(new Error(message.result.error?.message));
+        };
+      }),
+    request,
+  );
+}
+
+describe.skipIf(why !== null)(`the Runs view in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
+  beforeAll(async () => {
+    const common = ['--dataset', 'synthetic:256', '--batch-size', '32', '--hidden-size', '16', '--backend', 'wasm'];
+    quadra(['train', '--epochs', '1', '--name', 'alpha', ...common]);
+    quadra(['train', '--epochs', '2', '--name', 'beta', '--spike-gradient', 'none', ...common]);
+    server = spawn(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'serve', '--port', '0', '--db', db], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+    url = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      server!.stdout!.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        const match = /http:\/\/\S+\/\?token=\S+/.exec(text);
+        if (match) resolve(match[0]);
+      });
+      server!.once('exit', (code) => reject(new Error(`quadra serve exited with ${code}`)));
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    // SIGINT: serve cancels a run still training (keeping its checkpoint) and exits.
+    server?.kill('SIGINT');
+    if (server && server.exitCode === null) await new Promise((resolve) => server!.once('exit', resolve));
+    rmSync(tmp, { recursive: true, force: true });
+  }, 30_000);
+
+  it("opens a run's detail by click and by keyboard: loss chart, config, checkpoints", async () => {
+    const page = await openRuns();
+    await expect.poll(() => page.locator('tbody tr').count(), { timeout: 20_000 }).toBe(2);
+
+    await page.locator('tbody tr', { hasText: 'alpha' }).click();
+    await expect.poll(() => page.locator('h1').innerText()).toBe('alpha');
+    await page.locator('figure[aria-label="Loss"] canvas').waitFor();
+    await page.locator('figure[aria-label="Throughput"] canvas').waitFor();
+    const config = page.locator('section[aria-label="Configuration"]');
+    await expect.poll(() => config.innerText()).toContain('hiddenSize');
+    expect(await config.locator('dt[title="engine.model.hiddenSize"] + dd').innerText()).toBe('16');
+    expect(await config.locator('dt[title="epochs"] + dd').innerText()).toBe('1');
+    expect(await page.locator('section[aria-label="Checkpoints"]').innerText()).toContain('best');
+    // A finished run cannot be paused, resumed or cancelled.
+    for (const name of ['Pause', 'Resume', 'Cancel']) expect(await page.getByRole('button', { name }).isDisabled()).toBe(true);
+
+    // Escape goes back with focus on the row; arrows move between rows and Enter opens one.
+    await page.keyboard.press('Escape');
+    await page.locator('tbody tr').first().waitFor();
+    expect(await page.evaluate(() => (globalThis as unknown as { document: { activeElement: { textContent: string | null } | null } }).document.activeElement?.textContent ?? '')).toContain('alpha');
+    await page.locator('tbody tr', { hasText: 'beta' }).focus();
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.locator('h1').innerText()).toBe('beta');
+    await page.getByRole('button', { name: '← Runs' }).click();
+    await expect.poll(() => page.locator('tbody tr').count()).toBe(2);
+    await page.close();
+  });
+
+  it('compares two selected runs, listing only the settings that differ', async () => {
+    const page = await openRuns();
+    await expect.poll(() => page.locator('tbody tr').count(), { timeout: 20_000 }).toBe(2);
+    const compare = page.getByRole('button', { name: 'Compare' });
+    expect(await compare.isDisabled()).toBe(true);
+    await page.getByRole('checkbox', { name: 'Select alpha to compare' }).check();
+    expect(await compare.isDisabled()).toBe(true);
+    await page.getByRole('checkbox', { name: 'Select beta to compare' }).check();
+    await compare.click();
+
+    await page.locator('figure[aria-label="Validation loss"] canvas').waitFor();
+    await page.locator('figure[aria-label="Train loss"] canvas').waitFor();
+    const rows = page.locator('section[aria-label="Settings that differ"] tbody th');
+    await expect.poll(() => rows.count(), { timeout: 20_000 }).toBeGreaterThan(0);
+    const keys = (await rows.allInnerTexts()).map((key) => key.trim());
+    expect(keys.sort()).toEqual(['engine.model.spikeGradient', 'epochs', 'name']);
+    const table = await page.locator('section[aria-label="Settings that differ"]').innerText();
+    expect(table).toContain('surrogate');
+    expect(table).toContain('none');
+    expect(table).not.toContain('hiddenSize');
+    expect(table).not.toContain('backend');
+
+    // A run opened from the comparison goes back to it.
+    await page.getByRole('button', { name: 'alpha', exact: true }).click();
+    await expect.poll(() => page.locator('h1').innerText()).toBe('alpha');
+    await page.keyboard.press('Escape');
+    await expect.poll(() => page.locator('h1').innerText()).toBe('Compare 2 runs');
+    await page.close();
+  });
+
+  it('follows a live run: the step counter rises, then Cancel stops it', async () => {
+    const page = await openRuns();
+    const { runId } = await startRun(page, { name: 'live', mode: 'single', backend: 'wasm', engine: { model: { hiddenSize: 16 }, batchSize: 32 }, epochs: 200, dataset: 'synthetic:512' });
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await page.locator(`tbody tr[data-run-id="${runId}"]`).click();
+    const counter = page.locator('.step-counter');
+    const stepNow = async () => Number((await counter.innerText()).replace(/,/g, ''));
+    await expect.poll(stepNow, { timeout: 30_000 }).toBeGreaterThan(0);
+    const first = await stepNow();
+    await expect.poll(stepNow, { timeout: 15_000 }).toBeGreaterThan(first);
+    expect(await page.locator('section[aria-label="Workers"] tbody tr').count()).toBe(1);
+
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await expect.poll(() => page.locator('.detail-header .status').innerText(), { timeout: 20_000 }).toBe('cancelled');
+    expect(await page.getByRole('button', { name: 'Pause' }).isDisabled()).toBe(true);
+    await page.close();
+  }, 60_000);
+});
