@@ -1,8 +1,9 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Download, type Page } from 'playwright-core';
+import { type Browser, type Download, type Page } from 'playwright-core';
+import { launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -10,10 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * a tiny suite run through the page, its results exported and imported back beside it; a seeded
  * run's checkpoints exported as .safetensors, resumed, and imported as a new run.
  */
-const ROOT = path.resolve(__dirname, '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const BUILT = existsSync(path.join(ROOT, 'dist/renderer/index.html'));
-const why = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (apt-get install chromium)` : !BUILT ? 'renderer not built (npm run build)' : null;
+const why = uiSkipReason();
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-bc-'));
 const db = path.join(tmp, 'ui.sqlite');
 let server: ChildProcess | null = null;
@@ -44,20 +42,8 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
       [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'train', '--epochs', '2', '--dataset', 'synthetic:128', '--batch-size', '32', '--hidden-size', '16', '--backend', 'wasm', '--checkpoint-every', '1', '--name', 'seeded', '--db', db],
       { cwd: ROOT, stdio: 'ignore' },
     );
-    server = spawn(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'serve', '--port', '0', '--db', db], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
-    url = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      server!.stdout!.on('data', (chunk: Buffer) => {
-        text += chunk.toString();
-        const match = /http:\/\/\S+\/\?token=\S+/.exec(text);
-        if (match) resolve(match[0]);
-      });
-      server!.once('exit', (code) => reject(new Error(`quadra serve exited with ${code}`)));
-    });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
-    });
+    ({ url, child: server } = await startServe(db));
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

@@ -1,18 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
  * The Monitor view in Debian's headless Chromium against two real `quadra serve`s: one with the
  * fake nvidia-smi replaying a 2 × RTX 3090 machine, one on a machine without nvidia-smi.
  */
-const ROOT = path.resolve(__dirname, '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const BUILT = existsSync(path.join(ROOT, 'dist/renderer/index.html'));
-const why = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (apt-get install chromium)` : !BUILT ? 'renderer not built (npm run build)' : null;
+const why = uiSkipReason();
 const FAKE_SMI = path.join(ROOT, 'tests/fixtures/bin/nvidia-smi');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-monitor-'));
 /** Every start of the fake nvidia-smi, as "<pid> <arguments>". */
@@ -24,21 +22,9 @@ let withGpus = '';
 let withoutGpus = '';
 
 async function serve(name: string, env: NodeJS.ProcessEnv): Promise<string> {
-  const server = spawn(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'serve', '--port', '0', '--db', path.join(tmp, `${name}.sqlite`)], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  servers.push(server);
-  return new Promise<string>((resolve, reject) => {
-    let text = '';
-    server.stdout!.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      const match = /http:\/\/\S+\/\?token=\S+/.exec(text);
-      if (match) resolve(match[0]);
-    });
-    server.once('exit', (code) => reject(new Error(`quadra serve (${name}) exited with ${code}`)));
-  });
+  const { url, child } = await startServe(path.join(tmp, `${name}.sqlite`), env);
+  servers.push(child);
+  return url;
 }
 
 /** The pids of the long-running (-lms) nvidia-smi processes the monitor started so far. */
@@ -81,10 +67,7 @@ describe.skipIf(why !== null)(`the Monitor view in Chromium${why ? ` (skipped: $
       serve('gpus', { ...env, QUADRA_NVIDIA_SMI: FAKE_SMI, QUADRA_FAKE_SMI_LOG: smiLog }),
       serve('no-gpu', { ...env, PATH: emptyBin }),
     ]);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

@@ -1,8 +1,9 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium, quadraCli, startServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -10,10 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * comparison of two runs (only the settings that differ), and a live run's step counter.
  * Needs /usr/bin/chromium and the built renderer (npm run build).
  */
-const ROOT = path.resolve(__dirname, '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const BUILT = existsSync(path.join(ROOT, 'dist/renderer/index.html'));
-const why = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (apt-get install chromium)` : !BUILT ? 'renderer not built (npm run build)' : null;
+const why = uiSkipReason();
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-runs-ui-'));
 const db = path.join(tmp, 'runs.sqlite');
 let server: ChildProcess | null = null;
@@ -21,7 +19,7 @@ let browser: Browser | null = null;
 let url = '';
 
 function quadra(args: string[]): void {
-  execFileSync(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), ...args, '--db', db], { cwd: ROOT, stdio: 'ignore' });
+  quadraCli(args, db);
 }
 
 async function openRuns(): Promise<Page> {
@@ -58,20 +56,8 @@ describe.skipIf(why !== null)(`the Runs view in Chromium${why ? ` (skipped: ${wh
     const common = ['--dataset', 'synthetic:256', '--batch-size', '32', '--hidden-size', '16', '--backend', 'wasm'];
     quadra(['train', '--epochs', '1', '--name', 'alpha', ...common]);
     quadra(['train', '--epochs', '2', '--name', 'beta', '--spike-gradient', 'none', ...common]);
-    server = spawn(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'serve', '--port', '0', '--db', db], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
-    url = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      server!.stdout!.on('data', (chunk: Buffer) => {
-        text += chunk.toString();
-        const match = /http:\/\/\S+\/\?token=\S+/.exec(text);
-        if (match) resolve(match[0]);
-      });
-      server!.once('exit', (code) => reject(new Error(`quadra serve exited with ${code}`)));
-    });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
-    });
+    ({ url, child: server } = await startServe(db));
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

@@ -1,18 +1,16 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
  * The training wizard in Debian's headless Chromium against a real `quadra serve` on a temporary
  * database: field validation, a file checked by the workstation, and a tiny run started for real.
  */
-const ROOT = path.resolve(__dirname, '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const BUILT = existsSync(path.join(ROOT, 'dist/renderer/index.html'));
-const why = !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM} (apt-get install chromium)` : !BUILT ? 'renderer not built (npm run build)' : null;
+const why = uiSkipReason();
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-train-ui-'));
 const db = path.join(tmp, 'train.sqlite');
 let server: ChildProcess | null = null;
@@ -41,20 +39,8 @@ async function describedText(page: Page, selector: string): Promise<string> {
 
 describe.skipIf(why !== null)(`the training wizard in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
   beforeAll(async () => {
-    server = spawn(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'serve', '--port', '0', '--db', db], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
-    url = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      server!.stdout!.on('data', (chunk: Buffer) => {
-        text += chunk.toString();
-        const match = /http:\/\/\S+\/\?token=\S+/.exec(text);
-        if (match) resolve(match[0]);
-      });
-      server!.once('exit', (code) => reject(new Error(`quadra serve exited with ${code}`)));
-    });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
-    });
+    ({ url, child: server } = await startServe(db));
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {

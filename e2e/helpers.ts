@@ -1,0 +1,43 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+
+/** Shared by the browser tests: a real `quadra serve` and Debian's headless Chromium (never a downloaded browser). */
+export const ROOT = path.resolve(__dirname, '..');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const QUADRA = path.join(ROOT, 'src-main/cli/quadra.mjs');
+
+/** Why the UI tests cannot run here, or null when they can. */
+export function uiSkipReason(): string | null {
+  if (!existsSync(CHROMIUM)) return `no Chromium at ${CHROMIUM} (apt-get install chromium)`;
+  if (!existsSync(path.join(ROOT, 'dist/renderer/index.html'))) return 'renderer not built (npm run build)';
+  return null;
+}
+
+/** Starts `quadra serve` on a free port and resolves with the URL it prints (token included). */
+export async function startServe(db: string, env: NodeJS.ProcessEnv = process.env): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [QUADRA, 'serve', '--port', '0', '--db', db], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'ignore'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const match = /http:\/\/\S+\/\?token=\S+/.exec(text);
+      if (match) resolve(match[0]);
+    });
+    child.once('exit', (code) => reject(new Error(`quadra serve exited with ${code}`)));
+  });
+  return { url, child };
+}
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
+  });
+}
+
+/** Runs a `quadra` command against a database, e.g. to seed runs. */
+export function quadraCli(args: string[], db: string): void {
+  execFileSync(process.execPath, [QUADRA, ...args, '--db', db], { cwd: ROOT, stdio: 'ignore' });
+}
