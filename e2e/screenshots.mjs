@@ -25,11 +25,11 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   mkdirSync(values.out, { recursive: true });
-  for (const view of ['hardware', 'runs']) {
+  for (const view of ['hardware', 'monitor', 'train', 'runs', 'benchmarks', 'checkpoints']) {
     await page.goto(`${url}#${view}`);
     await page.waitForSelector('.connection.open');
     await page.waitForSelector('main h1');
-    await page.waitForTimeout(700);
+    await page.waitForTimeout(view === 'monitor' ? 4000 : 1000);
     const file = path.join(values.out, `${view}.png`);
     await page.screenshot({ path: file, fullPage: true });
     console.log(file);
