@@ -145,11 +145,11 @@ export class RunRepository {
        WHERE id = :id`,
     );
     this.#ownedActive = db.prepare(
-      "SELECT id, owner_pid FROM runs WHERE status IN ('running', 'paused') AND owner_pid IS NOT NULL ORDER BY id",
+      "SELECT id, owner_pid FROM runs WHERE status IN ('queued', 'running', 'paused') AND owner_pid IS NOT NULL ORDER BY id",
     );
     this.#interrupt = db.prepare(
       `UPDATE runs SET status = 'interrupted', ended_at = :now, failure_reason = :failureReason
-       WHERE id = :id AND status IN ('running', 'paused')`,
+       WHERE id = :id AND status IN ('queued', 'running', 'paused')`,
     );
     this.#delete = db.prepare('DELETE FROM runs WHERE id = ?');
 
@@ -243,7 +243,8 @@ export class RunRepository {
   }
 
   /**
-   * Runs left 'running' or 'paused' by a process that no longer exists become 'interrupted'.
+   * Runs left 'queued', 'running' or 'paused' by a process that no longer exists become 'interrupted'
+   * (a process can die while its workers are still starting, before the run ever reads 'running').
    * Runs without an ownerPid are left alone: nothing tells whether they are still going.
    * Returns the ids it changed.
    */

@@ -137,15 +137,16 @@ describe('runs', () => {
       asked.push(pid);
       return pid === 200;
     });
-    expect(changed).toEqual([deadRunning, deadPaused]);
-    expect(asked.sort()).toEqual([101, 102, 200]);
+    // A queued run whose owner died is interrupted too: a process can die while its workers start.
+    expect(changed).toEqual([deadRunning, deadPaused, deadQueued]);
+    expect(asked.sort()).toEqual([101, 102, 103, 200]);
     const interrupted = store.runs.get(deadRunning);
     expect(interrupted.status).toBe('interrupted');
     expect(interrupted.summary.failureReason).toBe('the process running it stopped unexpectedly (pid 101)');
     expect(interrupted.endedAt).not.toBeNull();
     expect(store.runs.get(deadPaused).summary.failureReason).toBe('the process running it stopped unexpectedly (pid 102)');
     expect(store.runs.get(liveRunning).status).toBe('running');
-    expect(store.runs.get(deadQueued).status).toBe('queued');
+    expect(store.runs.get(deadQueued).status).toBe('interrupted');
     expect(store.runs.get(deadCompleted).status).toBe('completed');
     expect(store.runs.get(noOwner).status).toBe('running');
     expect(store.runs.markInterruptedRuns(() => false)).toEqual([liveRunning]);
