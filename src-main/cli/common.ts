@@ -1,10 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { BACKEND_IDS, SPIKE_GRADIENTS, type BackendId, type EngineConfigInput } from '../../src-shared/engine-config';
-import { QuadraError } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
-import { parseNumericCsv } from '../data/csv';
-import { parseNpy } from '../data/npy';
 import { formatBackendReport } from '../engine/backends';
 import { OscillatorEngine } from '../engine/engine';
 import { detectHardware } from '../hardware/detect';
@@ -60,47 +55,6 @@ export async function engineFor(options: ParsedOptions, config: EngineConfigInpu
   const engine = await OscillatorEngine.create({ config, backend: requested, gpu: { gpus: hw.gpus, nvidiaSmi: hw.nvidiaSmi } });
   if (!output.json) for (const line of formatBackendReport(engine.backend.report)) output.note(`backend ${line}`);
   return engine;
-}
-
-export interface Matrix {
-  rows: number;
-  cols: number;
-  data: Float32Array;
-}
-
-/** Reads a .npy (1-D: one row; 2-D: rows × cols) or a numeric .csv into a float32 matrix. */
-export async function readMatrix(file: string): Promise<Matrix> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (error) {
-    throw new QuadraError('IO_ERROR', `${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { file });
-  }
-  const ext = path.extname(file).toLowerCase();
-  if (ext === '.npy') {
-    const array = parseNpy(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file);
-    const [rows, cols] = array.shape.length === 1 ? [1, array.shape[0]!] : [array.shape[0]!, array.shape[1]!];
-    checkFinite(file, array.data, cols);
-    return { rows, cols, data: array.data };
-  }
-  if (ext === '.csv') {
-    const matrix = parseNumericCsv(bytes.toString('utf8'), file);
-    return { rows: matrix.rows, cols: matrix.cols, data: matrix.data };
-  }
-  throw new QuadraError('INVALID_FILE', `${file}: unsupported input type '${ext || '(none)'}', expected .npy or .csv`, { file });
-}
-
-function checkFinite(file: string, data: Float32Array, cols: number): void {
-  for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i]!)) {
-      const row = Math.floor(i / cols);
-      throw new QuadraError('INVALID_FILE', `${file}: row ${row}, column ${i % cols}: value ${data[i]} is not finite — NaN/Inf values are not accepted`, {
-        file,
-        row,
-        column: i % cols,
-      });
-    }
-  }
 }
 
 export const DB_OPTION: OptionSpec = {

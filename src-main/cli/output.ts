@@ -1,4 +1,5 @@
 import { QuadraError } from '../../src-shared/errors';
+export { formatBytes } from '../../src-shared/format';
 
 /**
  * Where a command writes. Results go to stdout; progress and notes to stderr, so `--json` leaves
@@ -90,17 +91,6 @@ class LineProgress implements Progress {
   done(detail = ''): void {
     this.stream.write(`${this.label}: done ${detail}`.trimEnd() + '\n');
   }
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
 export function formatRate(samplesPerSec: number): string {

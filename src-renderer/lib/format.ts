@@ -1,13 +1,4 @@
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
+export { formatBytes } from '../../src-shared/format';
 
 export function formatLoss(value: number | null | undefined): string {
   return value === null || value === undefined ? '—' : value < 1e-3 ? value.toExponential(3) : value.toFixed(5);

@@ -3,16 +3,17 @@ import { readCheckpointFile, writeFileAtomic } from '../../engine/checkpoint';
 import { serializeNpy } from '../../data/npy';
 import type { CommandSpec, Parsed } from '../args';
 import { UsageError } from '../args';
-import { BACKEND_OPTION, engineFor, JSON_OPTION, readMatrix } from '../common';
+import { loadDatasetFile } from '../../data/dataset-file';
+import { BACKEND_OPTION, engineFor, JSON_OPTION } from '../common';
 import type { Output } from '../output';
 
 export const predictSpec: CommandSpec = {
   name: 'predict',
   summary: 'Run the field network (eval mode) of a checkpoint on every row of an input file; write the outputs (and spike rates) as float32 .npy.',
-  usage: 'quadra predict --checkpoint C.safetensors --input X.npy|X.csv --output Y.npy [--spikes S.npy] [--batch-size N] [--backend B] [--json]',
+  usage: 'quadra predict --checkpoint C.safetensors --input X.npy|X.csv|X.txt --output Y.npy [--spikes S.npy] [--batch-size N] [--backend B] [--json]',
   options: {
     checkpoint: { kind: 'string', description: 'a .safetensors checkpoint (ours or a PyTorch state_dict)', placeholder: 'FILE' },
-    input: { kind: 'string', description: 'rows to run: .npy (float32/float64, 1-D or 2-D) or numeric .csv', placeholder: 'FILE' },
+    input: { kind: 'string', description: 'rows to run: .npy (float32/float64, 1-D or 2-D), numeric .csv, or text (one row per line, hashed to the field size)', placeholder: 'FILE' },
     output: { kind: 'string', description: 'where to write the field outputs (.npy, float32, rows × fieldSize)', placeholder: 'FILE' },
     spikes: { kind: 'string', description: 'also write the spike rates here (.npy)', placeholder: 'FILE' },
     'batch-size': { kind: 'int', description: 'rows per forward pass (default 256)', max: 65_536, placeholder: 'N' },
@@ -31,13 +32,14 @@ export async function predict({ options }: Parsed, output: Output): Promise<numb
   const spikesPath = options.spikes as string | undefined;
   // Validate both files completely before building anything.
   const { contents } = await readCheckpointFile(checkpointPath);
-  const input = await readMatrix(inputPath);
   const F = contents.model.fieldSize;
-  if (input.cols !== F) {
-    throw new QuadraError('SHAPE_MISMATCH', `${inputPath}: rows have ${input.cols} values, but the checkpoint's field size is ${F}`, {
+  // The same reader and checks as dataset import (NaN/Inf, ragged rows…); text is hashed to width F.
+  const input = await loadDatasetFile(inputPath, { textWidth: F });
+  if (input.width !== F) {
+    throw new QuadraError('SHAPE_MISMATCH', `${inputPath}: rows have ${input.width} values, but the checkpoint's field size is ${F}`, {
       file: inputPath,
       expected: F,
-      found: input.cols,
+      found: input.width,
     });
   }
   const chunk = (options['batch-size'] as number | undefined) ?? 256;
