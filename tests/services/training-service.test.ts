@@ -158,12 +158,13 @@ describe('training service (real store, real worker processes)', () => {
     const run = store.runs.list().find((r) => store.checkpoints.latest(r.id) !== null);
     store.close();
     expect(run).toBeDefined();
-    const resumed = await new Promise<{ code: number | null; stdout: string }>((resolve) =>
-      execFile(process.execPath, [BIN, 'resume', String(run!.id), '--db', db, '--json'], { cwd: ROOT, timeout: 600_000 }, (error, stdout) =>
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout }),
+    // Bounded inside the test's own limit, so a hang reports what the command printed.
+    const resumed = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, [BIN, 'resume', String(run!.id), '--db', db, '--json'], { cwd: ROOT, timeout: 200_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
       ),
     );
-    expect(resumed.code).toBe(0);
+    expect(resumed.code, `quadra resume: ${resumed.stderr.slice(-2000)}`).toBe(0);
     expect(JSON.parse(resumed.stdout)).toMatchObject({ runId: run!.id, status: 'completed' });
   }, 300_000);
 });
