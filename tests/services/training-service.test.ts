@@ -136,12 +136,16 @@ describe('training service (real store, real worker processes)', () => {
     const args = ['train', '--mode', 'multi-cpu', '--workers', '2', '--epochs', '400', '--dataset', 'synthetic:60', '--batch-size', '20', '--checkpoint-every', '1', '--keep-last', '2',
       '--field-size', '10', '--hidden-size', '12', '--spiking-hidden-size', '6', '--spiking-steps', '3', '--backend', 'wasm', '--db', db];
     // Several kills at varied moments; with a checkpoint every epoch (every 2 steps) some land inside a write.
-    for (const delayMs of [2500, 4000, 5500]) {
-      const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: 'ignore' });
+    for (const delayMs of [1800, 2400, 3000]) {
+      const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       const workers = await childPids(child.pid!);
+      // It must still be training when killed; if it already exited, say why instead of waiting for an exit that came.
+      expect(child.exitCode, `quadra train exited early: ${stderr.slice(-2000)}`).toBeNull();
       child.kill('SIGKILL');
-      await new Promise((resolve) => child.on('exit', resolve));
+      if (child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
       // Its workers notice the parent is gone and exit on their own.
       await waitFor(() => workers.every((pid) => !alive(pid)), 5000);
       const store = openStore(db);
