@@ -25,7 +25,7 @@ const layer = (files, { paths = [], regexes = [], ignores = [] }) => ({
 const NO_ELECTRON = { name: 'electron', message: "Only src-main/electron may import 'electron' (DESIGN.md §2)." };
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'out/**', 'release/**', 'tests/fixtures/**', '.scratch/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'out/**', 'release/**', 'tests/fixtures/**', '.scratch/**', 'src-main/engine/simd/assembly/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -44,7 +44,18 @@ function tfjsStatus(pkg, what) {
   return existsSync(binding) ? `${pkg}: installed.` : `${pkg}: installed without its native binding (install step skipped or failed) — ${what} will report why at start.`;
 }
 
+async function simdStatus() {
+  try {
+    const { buildWasm } = await import('../engine/simd/build-wasm.mjs');
+    return `${await buildWasm()} — the fused WebAssembly SIMD backend (default on CPUs).`;
+  } catch (error) {
+    const why = String(error instanceof Error ? error.message : error).split('\n')[0];
+    return `simd kernel: NOT built (${why}). The simd backend is unavailable; tfjs wasm is used instead. Retry with \`npm run build:wasm\`.`;
+  }
+}
+
 lines.push(electronStatus());
+lines.push(await simdStatus());
 lines.push(tfjsStatus('@tensorflow/tfjs-node-gpu', 'CUDA training'));
 lines.push(tfjsStatus('@tensorflow/tfjs-node', 'Native CPU training'));
 lines.push(resolveDir('@tensorflow/tfjs-backend-wasm') ? '@tensorflow/tfjs-backend-wasm: installed (WebAssembly SIMD backend).' : '@tensorflow/tfjs-backend-wasm: MISSING — run npm install again.');

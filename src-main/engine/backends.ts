@@ -5,10 +5,20 @@ import path from 'node:path';
 import { BACKEND_IDS, type BackendId, type Precision } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { GpuInfo, NvidiaSmiStatus } from '../../src-shared/hardware';
+import { probeSimd, simdModelProblem } from './simd/module';
+
+/** The widths that decide whether the fused kernel can run a model. */
+export interface ModelWidths {
+  fieldSize: number;
+  hiddenSize: number;
+  spikingHiddenSize: number;
+}
 
 /**
- * The one place that chooses the compute backend. Chain: tfjs-node-gpu (CUDA) → tfjs-node (native
- * CPU) → tfjs wasm (SIMD) → tfjs cpu (pure JS, ~20× slower than wasm: only when nothing else loads).
+ * The one place that chooses the compute backend. Chain: tfjs-node-gpu (CUDA) → simd (our fused
+ * WebAssembly SIMD kernel: the default on CPUs, ~4× tfjs wasm and ahead of tfjs-node's per-op
+ * overhead at these sizes) → tfjs-node (native CPU) → tfjs wasm → tfjs cpu (pure JS, ~20× slower
+ * than wasm: only when nothing else loads).
  */
 
 export interface BackendStatus {
@@ -43,6 +53,8 @@ export interface GpuSituation {
 
 const TFJS_NAME: Record<BackendId, string> = {
   'tensorflow-gpu': 'tensorflow',
+  // The fused kernel needs no tfjs backend at all.
+  simd: 'none',
   tensorflow: 'tensorflow',
   wasm: 'wasm',
   cpu: 'cpu',
@@ -73,13 +85,15 @@ export function assertPrecisionSupported(precision: Precision, backend: BackendI
  * Initialises the requested backend, or with 'auto' the first of the chain that works. Safe to call
  * again: the backend chosen first stays (tfjs keeps one native binding per process).
  */
-export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSituation): Promise<BackendSelection> {
-  if (selected && (requested === 'auto' || requested === selected.id)) return selected;
+export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSituation, model?: ModelWidths): Promise<BackendSelection> {
+  // The simd choice depends on the model's widths, so it is only reused for a model it can run.
+  const reusable = selected && (selected.id !== 'simd' || !model || simdModelProblem(model) === null);
+  if (selected && reusable && (requested === 'auto' || requested === selected.id)) return selected;
   allowGpuMemoryGrowth();
   const order: BackendId[] = requested === 'auto' ? [...BACKEND_IDS] : [requested];
   const report: BackendStatus[] = [];
   for (const id of order) {
-    const status = await tryBackend(id, gpu);
+    const status = await tryBackend(id, gpu, model);
     if (!status.available) {
       report.push(status);
       continue;
@@ -96,11 +110,11 @@ export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSitua
 }
 
 /** What each backend would do on this machine, without changing the active one (for `quadra hardware`). */
-export async function probeBackends(gpu: GpuSituation): Promise<BackendStatus[]> {
+export async function probeBackends(gpu: GpuSituation, model?: ModelWidths): Promise<BackendStatus[]> {
   allowGpuMemoryGrowth();
   const active = tf.getBackend();
   const statuses: BackendStatus[] = [];
-  for (const id of BACKEND_IDS) statuses.push(await tryBackend(id, gpu));
+  for (const id of BACKEND_IDS) statuses.push(await tryBackend(id, gpu, model));
   if (active && tf.getBackend() !== active) await tf.setBackend(active);
   return statuses;
 }
@@ -114,10 +128,12 @@ export function formatBackendReport(report: BackendStatus[]): string[] {
   return report.map((r) => `${r.id}: ${r.reason}`);
 }
 
-async function tryBackend(id: BackendId, gpu: GpuSituation): Promise<BackendStatus> {
+async function tryBackend(id: BackendId, gpu: GpuSituation, model?: ModelWidths): Promise<BackendStatus> {
   switch (id) {
     case 'tensorflow-gpu':
       return tryNative('gpu', gpu);
+    case 'simd':
+      return trySimd(model);
     case 'tensorflow':
       return tryNative('cpu', gpu);
     case 'wasm':
@@ -176,6 +192,14 @@ export function explainNativeFailure(kind: 'gpu' | 'cpu', error: unknown): strin
   return `failed to load: ${firstLine}`;
 }
 
+function trySimd(model?: ModelWidths): BackendStatus {
+  const probe = probeSimd();
+  if (!probe.available) return { id: 'simd', available: false, reason: probe.reason };
+  const problem = model ? simdModelProblem(model) : null;
+  if (problem) return { id: 'simd', available: false, reason: `skipped for this model: ${problem}` };
+  return { id: 'simd', available: true, reason: `${probe.reason}, one thread per worker` };
+}
+
 let wasmConfigured = false;
 
 async function tryWasm(): Promise<BackendStatus> {
@@ -200,13 +224,14 @@ async function tryWasm(): Promise<BackendStatus> {
 }
 
 async function activate(id: BackendId): Promise<void> {
+  if (id === 'simd') return;
   const ok = await tf.setBackend(TFJS_NAME[id]);
   if (!ok) throw new QuadraError('BACKEND_UNAVAILABLE', `backend '${id}' failed to initialise`);
   await tf.ready();
 }
 
 async function capabilities(id: BackendId): Promise<BackendCapabilities> {
-  const simd = id === 'wasm' ? Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) : null;
+  const simd = id === 'simd' ? true : id === 'wasm' ? Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) : null;
   const threads = id === 'tensorflow' || id === 'tensorflow-gpu' ? os.availableParallelism() : 1;
   return { precisions: ['fp32'], precisionNote: PRECISION_NOTE, simd, threads };
 }

@@ -8,6 +8,7 @@ import { initialParameters } from './init';
 import type { ForwardResult, LossParts, ModelKernel, OptimizerState } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
 import { Rng } from './random';
+import { SimdKernel } from './simd/simd-kernel';
 import { TfjsKernel } from './tfjs-kernel';
 
 export interface EngineOptions {
@@ -79,9 +80,13 @@ export class OscillatorEngine {
     if (requested !== 'auto') assertPrecisionSupported(config.precision, requested);
     const layout = buildLayout(config.model);
     const gpu = options.gpu ?? (await detectGpus(requested));
-    const backend = await selectBackend(requested, gpu);
+    const backend = await selectBackend(requested, gpu, config.model);
     assertPrecisionSupported(config.precision, backend.id);
-    const kernel = new TfjsKernel(backend.id, config.model, layout, initialParameters(layout, config.seed));
+    const parameters = initialParameters(layout, config.seed);
+    const kernel: ModelKernel =
+      backend.id === 'simd'
+        ? new SimdKernel(config.model, layout, parameters, { capacity: config.batchSize })
+        : new TfjsKernel(backend.id, config.model, layout, parameters);
     return new OscillatorEngine(config, backend, kernel, options.rank ?? 0);
   }
 

@@ -13,6 +13,11 @@ export class Rng {
 
   /** Derives an independent stream, e.g. `Rng.derive(seed, step, layer)`. */
   static derive(...parts: number[]): Rng {
+    return new Rng(Rng.deriveState(...parts));
+  }
+
+  /** The starting state of `derive(...parts)`: the fused wasm kernel runs the same stream itself. */
+  static deriveState(...parts: number[]): number {
     let h = 0x9e3779b9;
     for (const part of parts) {
       h = Math.imul(h ^ (part >>> 0), 0x85ebca6b);
@@ -22,7 +27,7 @@ export class Rng {
       // Fold the high part of large integers (e.g. step counts beyond 2^32) in too.
       h = (h + Math.floor(part / 4294967296)) >>> 0;
     }
-    return new Rng(h);
+    return h;
   }
 
   nextUint32(): number {

@@ -9,7 +9,7 @@ import { loadDatasetFile } from '../data/dataset-file';
 import type { LastBatch } from '../data/sampler';
 import { splitTrainValidation } from '../data/split';
 import { parseSyntheticSpec, syntheticRows } from '../data/synthetic';
-import { selectBackend } from '../engine/backends';
+import { selectBackend, type ModelWidths } from '../engine/backends';
 import { decodeCheckpoint, encodeCheckpoint } from '../engine/checkpoint';
 import { buildLayout } from '../engine/layout';
 import type { Store } from '../store/database';
@@ -84,7 +84,7 @@ export async function startTraining(request: TrainingRequest, ctx: ServiceContex
   };
   const workers = request.workers ?? defaultWorkers(request.mode, ctx.hardware);
   const dataset = await resolveDataset(ctx.store, request.dataset, engine);
-  const backend = await resolveBackend(request.mode, request.backend, ctx.hardware);
+  const backend = await resolveBackend(request.mode, request.backend, ctx.hardware, engine.model);
   const run = ctx.store.runs.create({
     name: request.name ?? `${request.mode} ${new Date().toISOString().slice(0, 16).replace('T', ' ')}`,
     config: stored,
@@ -117,7 +117,7 @@ export async function resumeTraining(runId: number, ctx: ServiceContext, fromChe
     throw new QuadraError('INVALID_FILE', `checkpoint ${checkpointRecord.id} does not record where the sampler stood (resume_epoch / resume_step_in_epoch)`);
   }
   const dataset = await resolveDataset(ctx.store, stored.dataset, stored.engine);
-  const backend = await resolveBackend(run.mode, run.backend, ctx.hardware);
+  const backend = await resolveBackend(run.mode, run.backend, ctx.hardware, stored.engine.model);
   // The curve continues from the checkpoint: later points belong to the abandoned continuation.
   ctx.store.metrics.deleteAfter(runId, contents.step);
   ctx.store.runs.setStatus(runId, 'queued', { ownerPid: process.pid });
@@ -287,7 +287,7 @@ export function importedRecord(store: Store, loaded: Awaited<ReturnType<typeof l
   return store.datasets.add({ name: unique, kind: loaded.kind, sourcePath: path.resolve(loaded.sourcePath), rows: loaded.rows, width: loaded.width, sha256: loaded.sha256 });
 }
 
-async function resolveBackend(mode: RunMode, requested: BackendId | 'auto', hardware: HardwareInfo): Promise<BackendId> {
+async function resolveBackend(mode: RunMode, requested: BackendId | 'auto', hardware: HardwareInfo, model: ModelWidths): Promise<BackendId> {
   if (mode === 'multi-gpu') {
     if (hardware.gpus.length === 0) {
       throw new QuadraError('BACKEND_UNAVAILABLE', `multi-gpu mode needs NVIDIA GPUs: ${hardware.nvidiaSmi.available ? 'nvidia-smi lists none' : hardware.nvidiaSmi.reason}`);
@@ -295,7 +295,7 @@ async function resolveBackend(mode: RunMode, requested: BackendId | 'auto', hard
     if (requested === 'auto') return 'tensorflow-gpu';
   }
   // Chosen here once, so every worker runs the same backend and the run records which.
-  const selection = await selectBackend(requested, { gpus: hardware.gpus, nvidiaSmi: hardware.nvidiaSmi });
+  const selection = await selectBackend(requested, { gpus: hardware.gpus, nvidiaSmi: hardware.nvidiaSmi }, model);
   return selection.id;
 }
 

@@ -80,8 +80,8 @@ async function benchWorkers({ options }: Parsed, output: Output): Promise<number
     });
   const hw = await hardware();
   const gpu = { gpus: hw.gpus, nvidiaSmi: hw.nvidiaSmi };
-  const selection = await selectBackend((options.backend as BackendId | 'auto' | undefined) ?? 'auto', gpu);
   const config = parseEngineConfig({ batchSize: (options['batch-size'] as number | undefined) ?? 64, model: modelConfigFrom(options) });
+  const selection = await selectBackend((options.backend as BackendId | 'auto' | undefined) ?? 'auto', gpu, config.model);
   const results: ParallelBenchResult[] = [];
   for (const workers of counts) {
     const progress = output.progress(`bench ${workers} worker${workers > 1 ? 's' : ''}`);

@@ -1,0 +1,314 @@
+import type { ModelConfig, OptimizerConfig } from '../../../src-shared/engine-config';
+import { QuadraError } from '../../../src-shared/errors';
+import type { ForwardResult, KernelMemory, LossParts, ModelKernel, OptimizerState } from '../kernel';
+import type { ParamLayout } from '../layout';
+import { Rng } from '../random';
+import { probeSimd, simdModelProblem, type SimdModule } from './module';
+
+/** The exports of assembly/quadra.ts (addresses are byte offsets into the module's memory). */
+interface KernelExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  configure(fieldSize: number, hidden: number, spiking: number, steps: number, capacity: number, base: number): number;
+  writeConstants(): void;
+  parameterCount(): number;
+  fieldCount(): number;
+  paramsPtr(): number;
+  momentsPtr(): number;
+  velocitiesPtr(): number;
+  gradsPtr(): number;
+  inputPtr(): number;
+  outputPtr(): number;
+  ratesPtr(): number;
+  resultPtr(): number;
+  spikesPtr(layer: number): number;
+  refreshTransposes(spiking: number): void;
+  trainStep(rows: number, state1: number, state3: number, threshold: number, keep: number, surrogate: number, spikeWeight: number, smooth: number): void;
+  forward(rows: number, smooth: number): void;
+  adamw(start: number, end: number, beta1: number, beta2: number, decayFactor: number, stepSize: number, invSqrtBc2: number, eps: number): void;
+}
+
+const PAGE = 65536;
+/** wasm32's ceiling (4 GiB), minus a page: what memory.grow can reach at most. */
+const MAX_BYTES = 65535 * PAGE;
+/** Evaluation forwards run in chunks of at least this many rows, so a big validation batch needs no big memory. */
+const FORWARD_CHUNK = 256;
+
+/**
+ * The Quadra Matrix model on the fused wasm SIMD kernel: one module instance per kernel with its
+ * own linear memory. Parameters, Adam moments and gradients live there in layout order; JS reads
+ * and writes them through typed-array views. Single-threaded and synchronous, like the tfjs host
+ * path, so it runs unchanged in a worker thread.
+ */
+export class SimdKernel implements ModelKernel {
+  readonly backend = 'simd' as const;
+  readonly model: ModelConfig;
+  readonly layout: ParamLayout;
+  readonly relaxed: boolean;
+  /** For tests only: 'smooth' replaces the spike step by its smooth twin (see TfjsKernel). */
+  spikeForward: 'heaviside' | 'smooth' = 'heaviside';
+
+  #x: KernelExports;
+  #capacity = 0;
+  #base: number;
+  #fieldStep = 0;
+  #spikeStep = 0;
+  #pending = false;
+  #disposed = false;
+
+  constructor(model: ModelConfig, layout: ParamLayout, initialParameters: Float32Array, options: { module?: SimdModule; capacity?: number } = {}) {
+    const problem = simdModelProblem(model);
+    if (problem) throw new QuadraError('BACKEND_UNAVAILABLE', `backend 'simd': ${problem}`, { field: 'model' });
+    let module = options.module;
+    if (!module) {
+      const probe = probeSimd();
+      if (!probe.available) throw new QuadraError('BACKEND_UNAVAILABLE', `backend 'simd' is not available: ${probe.reason}`);
+      module = probe.module;
+    }
+    this.model = model;
+    this.layout = layout;
+    this.relaxed = module.relaxed;
+    this.#x = new WebAssembly.Instance(module.module, { env: { abort: wasmAbort } }).exports as unknown as KernelExports;
+    this.#base = this.#x.heapBase();
+    this.#configure(Math.max(1, options.capacity ?? 64));
+    this.#x.writeConstants();
+    if (this.#x.parameterCount() !== layout.total || this.#x.fieldCount() !== layout.fieldCount) {
+      throw new QuadraError(
+        'INTERNAL',
+        `simd kernel layout (${this.#x.parameterCount()} parameters, ${this.#x.fieldCount()} field) differs from the engine's (${layout.total}, ${layout.fieldCount})`,
+      );
+    }
+    checkLength('parameters', initialParameters, layout.total);
+    this.#view(this.#x.paramsPtr(), layout.total).set(initialParameters);
+    this.#x.refreshTransposes(1);
+  }
+
+  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts {
+    this.#assertAlive();
+    checkBatch(batch, rows, this.model.fieldSize);
+    this.#ensureCapacity(rows);
+    this.#view(this.#x.inputPtr(), batch.length).set(batch);
+    const p = this.model.dropout;
+    const threshold = p > 0 ? Math.floor(p * 4294967296) : 0;
+    const keep = p > 0 ? Math.fround(1 / (1 - p)) : 1;
+    this.#x.trainStep(
+      rows,
+      Rng.deriveState(dropoutSeed, 1),
+      Rng.deriveState(dropoutSeed, 3),
+      threshold,
+      keep,
+      this.model.spikeGradient === 'surrogate' ? 1 : 0,
+      this.model.spikeLossWeight,
+      this.spikeForward === 'smooth' ? 1 : 0,
+    );
+    this.#pending = true;
+    return this.#losses();
+  }
+
+  readGradients(): Float32Array {
+    this.#assertAlive();
+    if (!this.#pending) throw new QuadraError('INTERNAL', 'readGradients: no gradients computed since the last update');
+    const copy = this.#view(this.#x.gradsPtr(), this.layout.total).slice();
+    // In 'none' mode the spiking parameters have no gradient (PyTorch: None): read as zeros.
+    if (this.model.spikeGradient !== 'surrogate') copy.fill(0, this.layout.fieldCount);
+    return copy;
+  }
+
+  writeGradients(gradients: Float32Array): void {
+    this.#assertAlive();
+    checkLength('gradients', gradients, this.layout.total);
+    this.#view(this.#x.gradsPtr(), this.layout.total).set(gradients);
+    this.#pending = true;
+  }
+
+  /** The pending gradients in place (no copy): the thread all-reduce writes the mean straight here. */
+  gradientView(): Float32Array {
+    this.#assertAlive();
+    return this.#view(this.#x.gradsPtr(), this.layout.total);
+  }
+
+  /** Marks gradientView's contents as the pending gradients (after writing them in place). */
+  gradientsWritten(): void {
+    this.#pending = true;
+  }
+
+  applyGradients(opt: OptimizerConfig): void {
+    this.#assertAlive();
+    if (!this.#pending) throw new QuadraError('INTERNAL', 'applyGradients: no gradients computed since the last update');
+    const fieldStep = this.#fieldStep + 1;
+    const updateSpike = this.model.spikeGradient === 'surrogate';
+    const spikeStep = updateSpike ? this.#spikeStep + 1 : this.#spikeStep;
+    this.#adamw(0, this.layout.fieldCount, fieldStep, opt);
+    // Like PyTorch, parameters without a gradient ('none' mode: the spiking ones) are not touched.
+    if (updateSpike) this.#adamw(this.layout.fieldCount, this.layout.total, spikeStep, opt);
+    this.#x.refreshTransposes(updateSpike ? 1 : 0);
+    this.#fieldStep = fieldStep;
+    this.#spikeStep = spikeStep;
+    this.#pending = false;
+  }
+
+  forward(batch: Float32Array, rows: number): ForwardResult {
+    this.#assertAlive();
+    const F = this.model.fieldSize;
+    checkBatch(batch, rows, F);
+    const chunk = Math.max(this.#capacity, FORWARD_CHUNK);
+    const fieldOutput = new Float32Array(rows * F);
+    const spikeRates = new Float32Array(rows * F);
+    let squares = 0;
+    for (let start = 0; start < rows; start += chunk) {
+      const n = Math.min(chunk, rows - start);
+      this.#ensureCapacity(n);
+      this.#view(this.#x.inputPtr(), n * F).set(batch.subarray(start * F, (start + n) * F));
+      this.#x.forward(n, this.spikeForward === 'smooth' ? 1 : 0);
+      fieldOutput.set(this.#view(this.#x.outputPtr(), n * F), start * F);
+      spikeRates.set(this.#view(this.#x.ratesPtr(), n * F), start * F);
+      squares += this.#results()[0]! * n * F;
+    }
+    const reconstructionLoss = squares / (rows * F);
+    // The spike loss couples every row (one variance over all of them): computed on the whole batch.
+    const spikeLoss = rows <= chunk ? this.#results()[1]! : spikeLossOf(spikeRates);
+    return { ...lossParts(reconstructionLoss, spikeLoss, this.model.spikeLossWeight), fieldOutput, spikeRates };
+  }
+
+  getParameters(): Float32Array {
+    this.#assertAlive();
+    return this.#view(this.#x.paramsPtr(), this.layout.total).slice();
+  }
+
+  setParameters(parameters: Float32Array): void {
+    this.#assertAlive();
+    checkLength('parameters', parameters, this.layout.total);
+    this.#view(this.#x.paramsPtr(), this.layout.total).set(parameters);
+    this.#x.refreshTransposes(1);
+  }
+
+  getOptimizerState(): OptimizerState {
+    this.#assertAlive();
+    return {
+      m: this.#view(this.#x.momentsPtr(), this.layout.total).slice(),
+      v: this.#view(this.#x.velocitiesPtr(), this.layout.total).slice(),
+      fieldStep: this.#fieldStep,
+      spikeStep: this.#spikeStep,
+    };
+  }
+
+  setOptimizerState(state: OptimizerState): void {
+    this.#assertAlive();
+    checkLength('optimizer m', state.m, this.layout.total);
+    checkLength('optimizer v', state.v, this.layout.total);
+    this.#view(this.#x.momentsPtr(), this.layout.total).set(state.m);
+    this.#view(this.#x.velocitiesPtr(), this.layout.total).set(state.v);
+    this.#fieldStep = state.fieldStep;
+    this.#spikeStep = state.spikeStep;
+  }
+
+  memory(): KernelMemory {
+    return { tensors: 0, bytes: this.#disposed ? 0 : this.#x.memory.buffer.byteLength };
+  }
+
+  /** Spikes of layer 1, 2 or 3 after the last forward: [T, rows, width] step-major (tests). */
+  spikes(layer: 1 | 2 | 3, rows: number): Float32Array {
+    const width = layer === 3 ? this.model.fieldSize : this.model.spikingHiddenSize;
+    return this.#view(this.#x.spikesPtr(layer), this.model.spikingSteps * rows * width).slice();
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+  }
+
+  #adamw(start: number, end: number, step: number, o: OptimizerConfig): void {
+    // The same scalars as the host AdamW (computed in double), then float32 arithmetic like PyTorch's.
+    this.#x.adamw(
+      start,
+      end,
+      o.beta1,
+      o.beta2,
+      1 - o.learningRate * o.weightDecay,
+      o.learningRate / (1 - o.beta1 ** step),
+      1 / Math.sqrt(1 - o.beta2 ** step),
+      o.epsilon,
+    );
+  }
+
+  #losses(): LossParts {
+    const [reconstruction, spike] = this.#results();
+    return lossParts(reconstruction!, spike!, this.model.spikeLossWeight);
+  }
+
+  #results(): Float64Array {
+    return new Float64Array(this.#x.memory.buffer, this.#x.resultPtr(), 2);
+  }
+
+  #view(ptr: number, length: number): Float32Array {
+    return new Float32Array(this.#x.memory.buffer, ptr, length);
+  }
+
+  #ensureCapacity(rows: number): void {
+    if (rows > this.#capacity) this.#configure(Math.ceil(rows / 64) * 64);
+  }
+
+  /** Lays the regions out for `capacity` rows and grows the memory to fit (parameters stay put). */
+  #configure(capacity: number): void {
+    const m = this.model;
+    const end = this.#x.configure(m.fieldSize, m.hiddenSize, m.spikingHiddenSize, m.spikingSteps, capacity, this.#base);
+    if (end > MAX_BYTES || end < 0) {
+      throw new QuadraError(
+        'UNSUPPORTED',
+        `backend 'simd': a batch of ${capacity} rows needs more than WebAssembly's 4 GiB of memory with this model; use a smaller batch or --backend wasm`,
+        { field: 'batchSize', rows: capacity },
+      );
+    }
+    const have = this.#x.memory.buffer.byteLength;
+    if (end > have) {
+      try {
+        this.#x.memory.grow(Math.ceil((end - have) / PAGE));
+      } catch (error) {
+        throw new QuadraError('UNSUPPORTED', `backend 'simd': could not grow its memory to ${Math.ceil(end / 2 ** 20)} MiB for ${capacity} rows: ${String(error)}`, {
+          rows: capacity,
+        });
+      }
+    }
+    this.#capacity = capacity;
+  }
+
+  #assertAlive(): void {
+    if (this.#disposed) throw new QuadraError('INTERNAL', 'this engine has been disposed');
+  }
+}
+
+function wasmAbort(): never {
+  throw new QuadraError('INTERNAL', 'the simd kernel aborted');
+}
+
+function lossParts(reconstructionLoss: number, spikeLoss: number, weight: number): LossParts {
+  return { loss: reconstructionLoss + weight * spikeLoss, reconstructionLoss, spikeLoss };
+}
+
+/** var(rates) (unbiased) + |mean − 0.5|, in double: for forwards that ran in several chunks. */
+function spikeLossOf(rates: Float32Array): number {
+  const n = rates.length;
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += rates[i]!;
+  const mean = sum / n;
+  let squares = 0;
+  for (let i = 0; i < n; i++) squares += (rates[i]! - mean) ** 2;
+  return (n > 1 ? squares / (n - 1) : Number.NaN) + Math.abs(mean - 0.5);
+}
+
+function checkBatch(batch: Float32Array, rows: number, fieldSize: number): void {
+  if (!Number.isInteger(rows) || rows < 1) {
+    throw new QuadraError('SHAPE_MISMATCH', `batch: rows must be a positive whole number, got ${rows}`);
+  }
+  if (batch.length !== rows * fieldSize) {
+    throw new QuadraError('SHAPE_MISMATCH', `batch: expected shape [${rows}, ${fieldSize}] (${rows * fieldSize} values), got ${batch.length} values`, {
+      expected: [rows, fieldSize],
+      length: batch.length,
+    });
+  }
+}
+
+function checkLength(what: string, values: Float32Array, expected: number): void {
+  if (values.length !== expected) {
+    throw new QuadraError('SHAPE_MISMATCH', `${what}: expected ${expected} values in layout order, got ${values.length}`, { expected, length: values.length });
+  }
+}
