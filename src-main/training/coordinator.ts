@@ -7,6 +7,8 @@ import type { LossParts } from '../engine/kernel';
 import type { EngineSnapshot, WorkerMemory } from './protocol';
 import { buildLayout } from '../engine/layout';
 import { createExchange } from './gradient-exchange';
+import { abortSharedExchange, createSharedExchange, type SharedExchangeLayout } from './shared-exchange';
+import { threadTransport } from './thread-transport';
 import { forkTransport, type TransportFactory } from './transport';
 import { WorkerHandle, type WorkerExit } from './worker-handle';
 
@@ -26,6 +28,10 @@ export interface TrainingPlan {
   checkpointEveryEpochs: number;
   /** Resume: the engine state and where the sampler stood. */
   start?: { state: EngineSnapshot; epoch: number; stepInEpoch: number };
+  /**
+   * How workers start. Default: threads of this process for the simd backend (gradients through
+   * shared memory), child processes otherwise (native tfjs bindings are not thread-safe).
+   */
   transport?: TransportFactory;
   /** How often progress is reported (default 250 ms: 4 a second, within the 2–10 asked for). */
   progressIntervalMs?: number;
@@ -111,6 +117,7 @@ export class TrainingRun {
   #sentBatches = new Set<number>();
   #sampler: EpochSampler;
   #exchange: ReturnType<typeof createExchange> | null = null;
+  #shared: SharedExchangeLayout | null = null;
 
   constructor(plan: TrainingPlan, events: TrainingEvents = {}) {
     if (!Number.isInteger(plan.workers) || plan.workers < 1) {
@@ -205,7 +212,11 @@ export class TrainingRun {
       clearInterval(timer);
     }
     this.#emitProgress();
-    if (outcome.status === 'failed' || outcome.status === 'diverged') await Promise.all(this.#workers.map((w) => w.kill()));
+    if (outcome.status === 'failed' || outcome.status === 'diverged') {
+      // Threads waiting at the all-reduce barrier for a dead or failed peer stop waiting.
+      if (this.#shared) abortSharedExchange(this.#shared);
+      await Promise.all(this.#workers.map((w) => w.kill()));
+    }
     else await Promise.all(this.#workers.map((w) => w.shutdown()));
     this.#exchange?.remove();
     return outcome;
@@ -213,7 +224,7 @@ export class TrainingRun {
 
   async #startWorkers(): Promise<void> {
     const { plan } = this;
-    const factory = plan.transport ?? forkTransport;
+    const factory = plan.transport ?? (plan.backend === 'simd' ? threadTransport : forkTransport);
     for (let rank = 0; rank < plan.workers; rank++) {
       // One GPU per worker: CUDA numbers the visible devices from 0 in each process.
       const env: Record<string, string> = plan.mode === 'multi-gpu' ? { CUDA_VISIBLE_DEVICES: String(rank) } : {};
@@ -222,8 +233,12 @@ export class TrainingRun {
       this.#workers.push(worker);
     }
     const workerConfig = { ...plan.config, batchSize: Math.max(1, Math.ceil(plan.config.batchSize / plan.workers)) };
-    if (plan.workers > 1) this.#exchange = createExchange(plan.workers, buildLayout(plan.config.model).total);
-    const exchange = this.#exchange ? { file: this.#exchange.file, workers: this.#exchange.workers, size: this.#exchange.size } : null;
+    if (plan.workers > 1) {
+      const size = buildLayout(plan.config.model).total;
+      if (factory.sharesMemory) this.#shared = createSharedExchange(plan.workers, size);
+      else this.#exchange = createExchange(plan.workers, size);
+    }
+    const exchange = this.#shared ?? (this.#exchange ? { kind: 'file' as const, file: this.#exchange.file, workers: this.#exchange.workers, size: this.#exchange.size } : null);
     const ready = await Promise.all(
       this.#workers.map((w) => w.request({ type: 'init', rank: w.rank, worldSize: plan.workers, config: workerConfig, backend: plan.backend, gpu: plan.gpu, exchange }, 'ready')),
     );
@@ -294,7 +309,7 @@ export class TrainingRun {
       stats.computeMs = reply.computeMs;
       stats.dataWaitMs += reply.dataWaitMs;
     });
-    if (this.#workers.length > 1) {
+    if (this.#workers.length > 1 && !this.#shared) {
       // The mean is weighted by shard size, so N shards give the gradient of the whole global batch.
       const weights = replies.map((r) => r.rows / totalRows);
       await Promise.all(this.#workers.map((w) => w.request({ type: 'apply', weights }, 'applied')));

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
  * small messages go through the process pipes: a 1.4 MB gradient there costs ~3 ms each way.
  */
 export interface ExchangeLayout {
+  kind: 'file';
   file: string;
   workers: number;
   /** Values per slot (the model's parameter count). */
@@ -27,7 +28,7 @@ export function createExchange(workers: number, size: number): ExchangeLayout & 
   } finally {
     closeSync(fd);
   }
-  return { file, workers, size, remove: () => rmSync(file, { force: true }) };
+  return { kind: 'file', file, workers, size, remove: () => rmSync(file, { force: true }) };
 }
 
 /** A worker's end: write its slot, read all slots, reduce. */

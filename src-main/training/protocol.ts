@@ -3,6 +3,7 @@ import type { ErrorData } from '../../src-shared/errors';
 import type { GpuSituation, BackendStatus } from '../engine/backends';
 import type { LossParts, OptimizerState } from '../engine/kernel';
 import type { ExchangeLayout } from './gradient-exchange';
+import type { SharedExchangeLayout } from './shared-exchange';
 
 /**
  * The coordinator ↔ worker protocol: discriminated unions with a `type` and a `seq`; replies carry
@@ -18,15 +19,15 @@ export interface EngineSnapshot {
 }
 
 export type ToWorker =
-  | { type: 'init'; seq: number; rank: number; worldSize: number; config: EngineConfig; backend: BackendId | 'auto'; gpu: GpuSituation; exchange: ExchangeLayout | null }
+  | { type: 'init'; seq: number; rank: number; worldSize: number; config: EngineConfig; backend: BackendId | 'auto'; gpu: GpuSituation; exchange: ExchangeLayout | SharedExchangeLayout | null }
   | { type: 'set-state'; seq: number; state: EngineSnapshot }
   | { type: 'get-state'; seq: number }
   /** Data for a future step, sent ahead so the worker never waits for it. */
   | { type: 'batch'; seq: number; step: number; rows: number; data: Float32Array }
-  /** With `applyLocally` (a single worker) the worker updates at once and sends no gradients back. */
   /**
-   * Compute gradients on the step's batch. With one worker it applies them at once; with several it
-   * writes them to its exchange slot and waits for 'apply'.
+   * Compute gradients on the step's batch. With one worker it applies them at once; with a file
+   * exchange it writes them to its slot and waits for 'apply'; with a shared-memory exchange the
+   * workers reduce among themselves and apply, and the reply says `applied`.
    */
   | { type: 'compute'; seq: number; step: number }
   /** Reduce every worker's slot with these weights (shard sizes / global batch) and update. */
@@ -55,6 +56,10 @@ export type FromWorker =
       /** Time the worker waited for this step's batch after it was ready to compute. */
       dataWaitMs: number;
       memory: WorkerMemory;
+      /** Shared-memory exchange: the mean was applied (false: another worker's step failed). */
+      applied: boolean;
+      /** Time in the all-reduce (copy, barrier, mean) — shared-memory exchange only. */
+      exchangeMs: number;
     }
   | { type: 'applied'; replyTo: number }
   | { type: 'evaluated'; replyTo: number; rows: number; loss: LossParts }

@@ -20,7 +20,10 @@ export interface SpawnOptions {
   env: Record<string, string>;
 }
 
-export type TransportFactory = (options: SpawnOptions) => WorkerTransport;
+export type TransportFactory = ((options: SpawnOptions) => WorkerTransport) & {
+  /** Workers are threads of this process: gradients can go through a SharedArrayBuffer. */
+  sharesMemory?: boolean;
+};
 
 /** The worker's entry file: the TypeScript source (run through tsx) unless a bundle says otherwise. */
 export let WORKER_ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url));

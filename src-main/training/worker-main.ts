@@ -1,17 +1,23 @@
 import { toErrorData, QuadraError } from '../../src-shared/errors';
 import { OscillatorEngine } from '../engine/engine';
 import { Rng } from '../engine/random';
+import { parentPort as threadPort, isMainThread } from 'node:worker_threads';
+import { SimdKernel } from '../engine/simd/simd-kernel';
 import { ExchangeClient } from './gradient-exchange';
+import { SharedExchangeClient } from './shared-exchange';
 import type { FromWorker, ToWorker } from './protocol';
 
 /**
- * A training worker: one process, one engine replica. It computes gradients on its shard, waits
- * for the coordinator's mean, and applies the same AdamW update as every other replica.
- * It exits when its parent goes away (the IPC channel closes), so no worker outlives a run.
+ * A training worker: one process (or, with the simd backend, one thread), one engine replica. It
+ * computes gradients on its shard, gets the mean (from the coordinator's 'apply', or with shared
+ * memory from the other threads directly), and applies the same AdamW update as every other
+ * replica. A process exits when its parent goes away (the IPC channel closes); a thread ends with
+ * its process — so no worker outlives a run.
  */
 
 let engine: OscillatorEngine | null = null;
 let exchange: ExchangeClient | null = null;
+let shared: SharedExchangeClient | null = null;
 let rank = 0;
 const batches = new Map<number, { rows: number; data: Float32Array }>();
 let batchArrived: (() => void) | null = null;
@@ -23,9 +29,11 @@ interface ParentPort {
   on(event: 'message', listener: (event: { data: unknown }) => void): void;
 }
 const parentPort = (process as unknown as { parentPort?: ParentPort }).parentPort;
+const inThread = !isMainThread && threadPort !== null;
 
 function send(message: FromWorker): void {
-  if (parentPort) parentPort.postMessage(message);
+  if (inThread) threadPort!.postMessage(message);
+  else if (parentPort) parentPort.postMessage(message);
   else process.send?.(message);
 }
 
@@ -47,7 +55,8 @@ async function handle(message: ToWorker): Promise<void> {
     case 'init': {
       engine = await OscillatorEngine.create({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
       rank = message.rank;
-      exchange = message.exchange ? new ExchangeClient(message.exchange) : null;
+      exchange = message.exchange?.kind === 'file' ? new ExchangeClient(message.exchange) : null;
+      shared = message.exchange?.kind === 'shared' ? new SharedExchangeClient(message.exchange, rank) : null;
       send({
         type: 'ready',
         replyTo: message.seq,
@@ -71,9 +80,19 @@ async function handle(message: ToWorker): Promise<void> {
       const e = requireEngine();
       const batch = await waitForBatch(message.step);
       const start = performance.now();
-      const loss = e.computeGradients(batch.data, batch.rows);
-      if (exchange) exchange.write(rank, e.kernel.readGradients());
-      else e.applyGradients();
+      let loss;
+      let applied = false;
+      let exchangeMs = 0;
+      if (shared) {
+        ({ loss, applied, exchangeMs } = stepShared(e, shared, message.step, batch));
+      } else {
+        loss = e.computeGradients(batch.data, batch.rows);
+        if (exchange) exchange.write(rank, e.kernel.readGradients());
+        else {
+          e.applyGradients();
+          applied = true;
+        }
+      }
       const memory = e.memoryStats();
       send({
         type: 'gradients',
@@ -84,6 +103,8 @@ async function handle(message: ToWorker): Promise<void> {
         computeMs: performance.now() - start,
         dataWaitMs: batch.waitedMs,
         memory: { rssBytes: memory.rssBytes, tensors: memory.tensors, tensorBytes: memory.tensorBytes },
+        applied,
+        exchangeMs,
       });
       return;
     }
@@ -123,8 +144,10 @@ async function handle(message: ToWorker): Promise<void> {
       engine = null;
       exchange?.close();
       exchange = null;
+      shared = null;
       send({ type: 'ok', replyTo: message.seq });
-      if (parentPort) setImmediate(() => process.exit(0));
+      if (inThread) threadPort!.close();
+      else if (parentPort) setImmediate(() => process.exit(0));
       else process.disconnect?.();
       return;
     case 'batch':
@@ -148,7 +171,40 @@ function receive(raw: unknown): void {
   );
 }
 
-if (parentPort) {
+/**
+ * One step with the shared-memory all-reduce: gradients go into this worker's slot, every worker
+ * waits for the others, computes the same mean and applies it. A worker whose step failed still
+ * arrives (with no gradients), so the others skip the update instead of waiting forever.
+ */
+function stepShared(e: OscillatorEngine, client: SharedExchangeClient, step: number, batch: { rows: number; data: Float32Array }) {
+  const kernel = e.kernel;
+  let loss;
+  try {
+    loss = e.computeGradients(batch.data, batch.rows);
+  } catch (error) {
+    client.exchange(step, null, batch.rows);
+    throw error;
+  }
+  const start = performance.now();
+  // The simd kernel's gradients are read and written in place, in its own memory.
+  const direct = kernel instanceof SimdKernel ? kernel : null;
+  const weights = client.exchange(step, direct ? direct.gradientView() : kernel.readGradients(), batch.rows);
+  if (!weights) return { loss, applied: false, exchangeMs: performance.now() - start };
+  if (direct) {
+    direct.allReduce(client.rank, weights, client.slots(step));
+  } else {
+    const mean = new Float32Array(client.layout.size);
+    client.reduceInto(step, weights, mean);
+    kernel.writeGradients(mean);
+  }
+  const exchangeMs = performance.now() - start;
+  e.applyGradients();
+  return { loss, applied: true, exchangeMs };
+}
+
+if (inThread) {
+  threadPort!.on('message', receive);
+} else if (parentPort) {
   // Electron ends utility processes with the app; nothing more to watch.
   parentPort.on('message', (event) => receive(event.data));
 } else {

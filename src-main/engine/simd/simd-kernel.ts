@@ -23,6 +23,8 @@ interface KernelExports {
   resultPtr(): number;
   spikesPtr(layer: number): number;
   refreshTransposes(spiking: number): void;
+  reduceScratchPtr(): number;
+  reduceTerm(src: number, weight: number, mode: number): void;
   trainStep(rows: number, state1: number, state3: number, threshold: number, keep: number, surrogate: number, spikeWeight: number, smooth: number): void;
   forward(rows: number, smooth: number): void;
   adamw(start: number, end: number, beta1: number, beta2: number, decayFactor: number, stepSize: number, invSqrtBc2: number, eps: number): void;
@@ -121,14 +123,30 @@ export class SimdKernel implements ModelKernel {
     this.#pending = true;
   }
 
-  /** The pending gradients in place (no copy): the thread all-reduce writes the mean straight here. */
+  /** The pending gradients in place (no copy), e.g. to copy them into an all-reduce slot. */
   gradientView(): Float32Array {
     this.#assertAlive();
     return this.#view(this.#x.gradsPtr(), this.layout.total);
   }
 
-  /** Marks gradientView's contents as the pending gradients (after writing them in place). */
-  gradientsWritten(): void {
+  /**
+   * Replaces the pending gradients by Σ_r weights[r]·slots[r], computed in the kernel (SIMD) in
+   * rank order: every replica runs the same operations on the same values and gets the same bits.
+   * This worker's own term (`rank`) is read in place; each peer's slot is copied in first.
+   */
+  allReduce(rank: number, weights: readonly number[], slots: readonly Float32Array[]): void {
+    this.#assertAlive();
+    const n = slots.length;
+    for (let r = 0; r < n; r++) {
+      checkLength(`gradient slot ${r}`, slots[r]!, this.layout.total);
+      let src = this.#x.gradsPtr();
+      if (r !== rank) {
+        src = this.#x.reduceScratchPtr();
+        this.#view(src, this.layout.total).set(slots[r]!);
+      }
+      const mode = n === 1 ? 3 : r === 0 ? 0 : r === n - 1 ? 2 : 1;
+      this.#x.reduceTerm(src, weights[r]!, mode);
+    }
     this.#pending = true;
   }
 

@@ -52,6 +52,8 @@ let DU3: usize = 0; let DS2: usize = 0; let DS1: usize = 0; let DC1: usize = 0;
 let IDX: usize = 0;
 let IDX2: usize = 0;
 let CARRY: usize = 0;
+let RED: usize = 0;
+let ACC: usize = 0;
 let PACK: usize = 0;
 
 // Constant table slots (one v128 each).
@@ -118,6 +120,8 @@ export function configure(fieldSize: i32, hidden: i32, spiking: i32, steps: i32,
   CONST = region(K_COUNT * 4);
   RES = region(16);
   P = region(NP); MOM = region(NP); VEL = region(NP); G = region(NP);
+  // All-reduce scratch: a peer's gradients (copied in by JS) and the running weighted sum.
+  RED = region(NP); ACC = region(NP);
   WT0 = region(F * H); WT4 = region(H * H2); WTd0 = region(H2 * H); WTd4 = region(H * F);
   WTf1 = region(F * S); WTf2 = region(S * S); WTf3 = region(S * F);
   IDX = region(max(S, F) + 4);
@@ -180,6 +184,28 @@ export function spikesPtr(layer: i32): usize { return layer == 1 ? S1 : layer ==
 export function membranesPtr(layer: i32): usize { return layer == 1 ? M1 : layer == 2 ? M2 : M3; }
 export function masksPtr(layer: i32): usize { return layer == 1 ? MK1 : MK3; }
 export function heapBase(): usize { return __heap_base; }
+export function reduceScratchPtr(): usize { return RED; }
+
+/**
+ * One term of the gradient all-reduce Σ_r w_r·g_r, in rank order so every replica rounds alike:
+ * mode 0: ACC = w·src; 1: ACC += w·src; 2: G = ACC + w·src (last term); 3: G = w·src (one term).
+ * `src` is G itself (this worker's own term) or the scratch holding a peer's gradients.
+ */
+export function reduceTerm(src: usize, w: f32, mode: i32): void {
+  const wv = f32x4.splat(w);
+  const n4 = NP & ~3;
+  const dst = mode >= 2 ? G : ACC;
+  for (let i = 0; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const t = f32x4.mul(wv, v128.load(src + o));
+    v128.store(dst + o, mode == 1 || mode == 2 ? f32x4.add(v128.load(ACC + o), t) : t);
+  }
+  for (let i = n4; i < NP; i++) {
+    const o = <usize>i << 2;
+    const t = w * load<f32>(src + o);
+    store<f32>(dst + o, mode == 1 || mode == 2 ? load<f32>(ACC + o) + t : t);
+  }
+}
 
 // ---- GEMM -----------------------------------------------------------------------------------
 // C[M,N] = A·B (+ bias) (or C += A·B with acc), B row-major [K,N] with row stride ldb floats,

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { parseEngineConfig, type EngineConfigInput } from '../../src-shared/engine-config';
+import { syntheticRows } from '../../src-main/data/synthetic';
+import { splitTrainValidation } from '../../src-main/data/split';
+import { TrainingRun, type TrainingPlan } from '../../src-main/training/coordinator';
+import type { EngineSnapshot } from '../../src-main/training/protocol';
+import { threadTransport } from '../../src-main/training/thread-transport';
+import type { TransportFactory, WorkerTransport } from '../../src-main/training/transport';
+import { firstBitDifference, maxAbsDiff } from '../helpers/engine';
+
+// The simd backend trains in worker threads of this process, reducing gradients through one
+// SharedArrayBuffer; these are issue 3's DDP guarantees again, on that path.
+const NO_GPU = { gpus: [], nvidiaSmi: { available: false as const, reason: 'tests run without a GPU' } };
+const F = 12;
+const SMALL = { fieldSize: F, hiddenSize: 16, spikingHiddenSize: 8, spikingSteps: 3 };
+
+function plan(overrides: Partial<TrainingPlan> & { engine?: EngineConfigInput; rows?: number } = {}): TrainingPlan {
+  const rows = overrides.rows ?? 256;
+  const { train, validation } = splitTrainValidation(rows, 0.1, 7);
+  return {
+    config: parseEngineConfig({ batchSize: 16, seed: 11, ...overrides.engine, model: { ...SMALL, ...overrides.engine?.model } }),
+    mode: 'multi-cpu',
+    workers: 2,
+    backend: 'simd',
+    gpu: NO_GPU,
+    epochs: 1,
+    data: syntheticRows(rows, F, 3, 1),
+    trainRows: train,
+    validationRows: validation,
+    lastBatch: 'drop',
+    checkpointEveryEpochs: 5,
+    ...overrides,
+  };
+}
+
+async function runCapturing(p: TrainingPlan): Promise<{ outcome: Awaited<ReturnType<TrainingRun['run']>>; replicas: EngineSnapshot[]; run: TrainingRun }> {
+  let replicas: EngineSnapshot[] = [];
+  const run = new TrainingRun(p, {
+    checkpoint: async () => {
+      replicas = await run.replicaStates();
+    },
+  });
+  const outcome = await run.run();
+  return { outcome, replicas, run };
+}
+
+/** The thread transport, keeping each worker's handle so a test can end one. */
+function recordingThreads(handles: WorkerTransport[]): TransportFactory {
+  return Object.assign((options: Parameters<TransportFactory>[0]) => {
+    const transport = threadTransport(options);
+    handles.push(transport);
+    return transport;
+  }, { sharesMemory: true });
+}
+
+describe('simd backend: data-parallel training in worker threads with a shared-memory all-reduce', () => {
+  it('keeps the replicas bit-identical (threads of this process, surrogate gradients)', async () => {
+    const { outcome, replicas, run } = await runCapturing(plan({ workers: 2, epochs: 2 }));
+    expect(outcome.status).toBe('completed');
+    expect(outcome.step).toBe(2 * Math.floor(230 / 16));
+    expect(run.workerPids).toEqual([process.pid, process.pid]);
+    expect(firstBitDifference(replicas[0]!.parameters, replicas[1]!.parameters)).toBe(-1);
+    expect(firstBitDifference(replicas[0]!.optimizer.m, replicas[1]!.optimizer.m)).toBe(-1);
+    expect(firstBitDifference(replicas[0]!.optimizer.v, replicas[1]!.optimizer.v)).toBe(-1);
+    expect(replicas[0]!.optimizer.spikeStep).toBe(outcome.step);
+  });
+
+  it('N workers at global batch B end where one worker at batch B ends (dropout 0, spike loss weight 0)', async () => {
+    const engine = { batchSize: 24, model: { dropout: 0, spikeLossWeight: 0 } };
+    const one = await runCapturing(plan({ workers: 1, mode: 'single', engine }));
+    const three = await runCapturing(plan({ workers: 3, engine }));
+    expect(one.outcome.step).toBe(three.outcome.step);
+    expect(maxAbsDiff(one.replicas[0]!.parameters, three.replicas[0]!.parameters)).toBeLessThanOrEqual(1e-5);
+    const untouched = await runCapturing(plan({ workers: 1, mode: 'single', engine, trainRows: new Uint32Array(24).map((_, i) => i) }));
+    expect(maxAbsDiff(one.replicas[0]!.parameters, untouched.replicas[0]!.parameters)).toBeGreaterThan(1e-4);
+  });
+
+  it('a NaN loss in one shard stops the run as diverged; the other thread does not wait forever', async () => {
+    const p = plan({ workers: 2, rows: 64 });
+    for (const row of p.trainRows.subarray(0, 30)) p.data.fill(Number.NaN, row * F, row * F + F);
+    const outcome = await new TrainingRun(p).run();
+    expect(outcome.status).toBe('diverged');
+    expect(outcome.error?.message).toMatch(/loss became NaN at step \d+/);
+  });
+
+  it('a worker thread that ends mid-run fails the run within 5 s, naming its rank', async () => {
+    const handles: WorkerTransport[] = [];
+    const run = new TrainingRun(plan({ workers: 2, epochs: 200, rows: 512, transport: recordingThreads(handles) }));
+    const running = run.run();
+    const start = Date.now();
+    while (run.snapshot.step < 3) {
+      if (Date.now() - start > 30_000) throw new Error('the run did not start');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const endedAt = Date.now();
+    handles[1]!.kill();
+    const outcome = await running;
+    expect(Date.now() - endedAt).toBeLessThan(5000);
+    expect(outcome.status).toBe('failed');
+    expect(outcome.error?.message).toContain('worker rank 1');
+  });
+});
