@@ -36,6 +36,7 @@ let oTh: i32 = 0; let oDe: i32 = 0;
 
 // Regions (byte addresses).
 let CONST: usize = 0;
+let SHUF: usize = 0;
 let RES: usize = 0;
 let P: usize = 0; let MOM: usize = 0; let VEL: usize = 0; let G: usize = 0;
 let WT0: usize = 0; let WT4: usize = 0; let WTd0: usize = 0; let WTd4: usize = 0;
@@ -63,8 +64,8 @@ const K_B0 = 13; const K_B2 = 14; const K_B4 = 15; const K_B6 = 16; const K_B8 =
 const K_LOG2E = 18; const K_LN2_HI = 19; const K_LN2_LO = 20; const K_EXP_MIN = 21;
 const K_E0 = 22; const K_E1 = 23; const K_E2 = 24; const K_E3 = 25; const K_E4 = 26; const K_E5 = 27;
 const K_127 = 28; const K_INV_SQRT_2PI = 29; const K_NEG_HALF = 30; const K_SLOPE = 31; const K_ABS_MASK = 32;
-const K_LANE_1234 = 33; const K_MIX1 = 34; const K_MIX2 = 35;
-const K_COUNT = 36;
+const K_LANE_1234 = 33; const K_MIX1 = 34; const K_MIX2 = 35; const K_LANE_0123 = 36;
+const K_COUNT = 37;
 
 export const SURROGATE_SLOPE: f32 = 25.0;
 const LN_EPS: f32 = 1e-5;
@@ -118,6 +119,7 @@ export function configure(fieldSize: i32, hidden: i32, spiking: i32, steps: i32,
 
   cursor = align64(base);
   CONST = region(K_COUNT * 4);
+  SHUF = region(64);
   RES = region(16);
   P = region(NP); MOM = region(NP); VEL = region(NP); G = region(NP);
   // All-reduce scratch: a peer's gradients (copied in by JS) and the running weighted sum.
@@ -167,6 +169,18 @@ export function writeConstants(): void {
   v128.store(c + (<usize>K_LANE_1234 << 4), i32x4(1, 2, 3, 4));
   v128.store(c + (<usize>K_MIX1 << 4), i32x4.splat(0x21f0aaad));
   v128.store(c + (<usize>K_MIX2 << 4), i32x4.splat(0x735a2d97));
+  v128.store(c + (<usize>K_LANE_0123 << 4), i32x4(0, 1, 2, 3));
+  // SHUF[mask]: byte indices gathering the i32 lanes whose bit is set in `mask` to the front.
+  for (let mask = 0; mask < 16; mask++) {
+    let out = 0;
+    for (let lane = 0; lane < 4; lane++) {
+      if (mask & (1 << lane)) {
+        for (let b = 0; b < 4; b++) store<u8>(SHUF + (<usize>mask << 4) + <usize>(out * 4 + b), <u8>(lane * 4 + b));
+        out++;
+      }
+    }
+    for (let b = out * 4; b < 16; b++) store<u8>(SHUF + (<usize>mask << 4) + <usize>b, 0x80);
+  }
 }
 
 // Addresses for JS.
@@ -374,50 +388,6 @@ function mk1x4(K: i32, a: usize, ak: usize, b: usize, lb: usize, c: usize, bias:
     a += ak; b += lb;
   }
   v128.store(c, c0);
-}
-
-/**
- * out[rows, N] = bias + Σ_{k: s[r,k] = 1} Wᵀ[k, :] for 0/1 spikes s [rows, K]: the selected rows of
- * Wᵀ [K, N] are added, no multiplies. N and K multiples of 4.
- */
-function spikeLinear(rows: i32, K: i32, N: i32, s: usize, wt: usize, bias: usize, out: usize): void {
-  const zero = kc(K_ZERO);
-  const rowBytes = <usize>N << 2;
-  for (let r = 0; r < rows; r++) {
-    const sr = s + (<usize>(r * K) << 2);
-    // Indices of the active inputs, found four at a time with compare + bitmask.
-    let count = 0;
-    for (let k = 0; k < K; k += 4) {
-      let bits = i32x4.bitmask(f32x4.gt(v128.load(sr + (<usize>k << 2)), zero));
-      while (bits) {
-        const lane = ctz(bits);
-        store<i32>(IDX + (<usize>count << 2), <i32>((k + lane) * N) << 2);
-        count++;
-        bits &= bits - 1;
-      }
-    }
-    const o = out + <usize>r * rowBytes;
-    let j = 0;
-    for (; j + 16 <= N; j += 16) {
-      const jb = <usize>j << 2;
-      let c0 = v128.load(bias + jb); let c1 = v128.load(bias + jb, 16);
-      let c2 = v128.load(bias + jb, 32); let c3 = v128.load(bias + jb, 48);
-      const w = wt + jb;
-      for (let q = 0; q < count; q++) {
-        const row = w + <usize>load<i32>(IDX + (<usize>q << 2));
-        c0 = f32x4.add(c0, v128.load(row)); c1 = f32x4.add(c1, v128.load(row, 16));
-        c2 = f32x4.add(c2, v128.load(row, 32)); c3 = f32x4.add(c3, v128.load(row, 48));
-      }
-      v128.store(o + jb, c0); v128.store(o + jb, c1, 16); v128.store(o + jb, c2, 32); v128.store(o + jb, c3, 48);
-    }
-    for (; j < N; j += 4) {
-      const jb = <usize>j << 2;
-      let c0 = v128.load(bias + jb);
-      const w = wt + jb;
-      for (let q = 0; q < count; q++) c0 = f32x4.add(c0, v128.load(w + <usize>load<i32>(IDX + (<usize>q << 2))));
-      v128.store(o + jb, c0);
-    }
-  }
 }
 
 /** out[C, R] = in[R, C]ᵀ, in 4×4 blocks along 16-column strips. R and C multiples of 4. */
@@ -768,13 +738,12 @@ function lifBackward(size: i32, spikes: usize, mem: usize, ds: usize, constant: 
     v128.store(mp, m);
   }
   v128.store(carryAt, f32x4.mul(v128.andnot(m, fire), decV));
-  let bits = i32x4.bitmask(fire);
-  while (bits) {
-    store<i32>(idx + (<usize>count << 2), (unit + ctz(bits)) * rowBytes);
-    count++;
-    bits &= bits - 1;
-  }
-  return count;
+  // Branch-free: a table shuffle moves the active lanes' row offsets to the front, and all four
+  // are stored; the count advances by the number of spikes (the rest is overwritten next time).
+  const bits = i32x4.bitmask(fire);
+  const offsets = i32x4.add(i32x4.splat(unit * rowBytes), i32x4.mul(kc(K_LANE_0123), i32x4.splat(rowBytes)));
+  v128.store(idx + (<usize>count << 2), i8x16.swizzle(offsets, v128.load(SHUF + (<usize>bits << 4))));
+  return count + <i32>popcnt(bits);
 }
 
 /**
@@ -898,21 +867,20 @@ function spikingForward(rows: i32, keep: i32, smooth: i32): void {
     spikingRows(rows, keep);
     return;
   }
-  spikingForwardLayers(rows, keep, smooth);
+  spikingForwardSmooth(rows, keep);
 }
 
-/** The layer-by-layer spiking forward (dense matmuls): needed by the smooth test mode. */
-function spikingForwardLayers(rows: i32, keep: i32, smooth: i32): void {
+/** The layer-by-layer spiking forward with dense matmuls, for the smooth test mode (spikes not 0/1). */
+function spikingForwardSmooth(rows: i32, keep: i32): void {
+  const smooth = 1;
   const th = load<f32>(P + (<usize>oTh << 2));
   const dec = load<f32>(P + (<usize>oDe << 2));
   const TB = T * rows;
   gemmPacked(rows, S, F, X, F, 1, WTf1, C1, S, P + (<usize>oF1b << 2), 0);
   lifForward(rows * S, C1, 1, S1, keep ? M1 : 0, th, dec, smooth);
-  if (smooth) gemm(TB, S, S, S1, S, 1, WTf2, S, U2, S, P + (<usize>oF2b << 2), 0);
-  else spikeLinear(TB, S, S, S1, WTf2, P + (<usize>oF2b << 2), U2);
+  gemm(TB, S, S, S1, S, 1, WTf2, S, U2, S, P + (<usize>oF2b << 2), 0);
   lifForward(rows * S, U2, 0, S2, keep ? M2 : 0, th, dec, smooth);
-  if (smooth) gemm(TB, F, S, S2, S, 1, WTf3, F, U3, F, P + (<usize>oF3b << 2), 0);
-  else spikeLinear(TB, S, F, S2, WTf3, P + (<usize>oF3b << 2), U3);
+  gemm(TB, F, S, S2, S, 1, WTf3, F, U3, F, P + (<usize>oF3b << 2), 0);
   lifForward(rows * F, U3, 0, S3, keep ? M3 : 0, th, dec, smooth);
   // Rates: Σ_t s3 / T (sums of 0/1 are exact; one rounding in the division, as on the host).
   const n = rows * F;
