@@ -1,0 +1,312 @@
+#!/usr/bin/python3
+"""PyTorch reference benchmark for the Quadra Matrix oscillator engine.
+
+The same model as DESIGN.md section 4 (OptimizedField + SpikingNetwork, the
+engine loss, two AdamW optimisers), timed the same way as `npx quadra bench`:
+warm-up, then R repeats of N timed trainSteps and N timed processBatch calls on
+one fixed N(0,1) batch; median, min and max samples/s over the repeats.
+
+Install (Debian, as root):
+    DEBIAN_FRONTEND=noninteractive apt-get install -y \\
+        python3-torch python3-numpy libopenblas0-pthread
+
+Run (from the repo root; use Debian's Python, which has torch):
+    /usr/bin/python3 bench/pytorch-reference.py
+    /usr/bin/python3 bench/pytorch-reference.py --batch-size 256 --spike-gradient none --json
+
+Debian's torch is built with BLAS_INFO=generic: it calls whatever
+libblas.so.3 the alternatives system points at (reference BLAS, or OpenBLAS
+once libopenblas0-pthread is installed). The header line says which one ran.
+"""
+import argparse
+import ctypes
+import json
+import re
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HIDDEN_SIZE = 256
+SPIKING_SIZE = 128
+TIME_STEPS = 10
+DROPOUT = 0.1
+MODEL_SEED = 1
+BATCH_SEED = 7
+ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+
+
+# ---- model (module structure of the reference, so state_dict keys match) ----
+class OptimizedField(nn.Module):
+    def __init__(self, field_size, hidden_size):
+        super().__init__()
+        h = hidden_size
+        self.encoder = nn.Sequential(
+            nn.Linear(field_size, h), nn.LayerNorm(h), nn.GELU(), nn.Dropout(DROPOUT),
+            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.GELU())
+        self.decoder = nn.Sequential(
+            nn.Linear(2 * h, h), nn.LayerNorm(h), nn.GELU(), nn.Dropout(DROPOUT),
+            nn.Linear(h, field_size))
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+class SpikeFn(torch.autograd.Function):
+    """Heaviside forward, fast-sigmoid-squared surrogate backward."""
+
+    @staticmethod
+    def forward(ctx, mem, threshold):
+        ctx.save_for_backward(mem, threshold)
+        return (mem > threshold).float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        mem, threshold = ctx.saved_tensors
+        g = grad / (1.0 + 25.0 * (mem - threshold).abs()) ** 2
+        return g, -g.sum()
+
+
+class SpikingNetwork(nn.Module):
+    def __init__(self, input_size, hidden_size, num_steps, spike_gradient):
+        super().__init__()
+        self.fc1 = nn.Linear(input_size, hidden_size)
+        self.fc2 = nn.Linear(hidden_size, hidden_size)
+        self.fc3 = nn.Linear(hidden_size, input_size)
+        self.threshold = nn.Parameter(torch.tensor(1.0))
+        self.decay = nn.Parameter(torch.tensor(0.95))
+        self.num_steps = num_steps
+        self.spike_gradient = spike_gradient
+
+    def spike(self, mem):
+        if self.spike_gradient == "surrogate":
+            return SpikeFn.apply(mem, self.threshold)
+        # 'none': the comparison has no gradient, so no spiking parameter gets one.
+        return (mem > self.threshold).float()
+
+    def forward(self, x):
+        batch = x.shape[0]
+        mem1 = torch.zeros(batch, self.fc1.out_features)
+        mem2 = torch.zeros(batch, self.fc2.out_features)
+        mem3 = torch.zeros(batch, self.fc3.out_features)
+        # x is the same every step, so fc1(x) once (as DESIGN.md and our engine do);
+        # the make_fixtures.py margin diagnostics are left out, they are not the model.
+        drive1 = self.fc1(x)
+        history = []
+        for _ in range(self.num_steps):
+            mem1 = mem1 + drive1
+            spk1 = self.spike(mem1)
+            mem1 = mem1 * (1 - spk1) * self.decay
+            mem2 = mem2 + self.fc2(spk1)
+            spk2 = self.spike(mem2)
+            mem2 = mem2 * (1 - spk2) * self.decay
+            mem3 = mem3 + self.fc3(spk2)
+            spk3 = self.spike(mem3)
+            mem3 = mem3 * (1 - spk3) * self.decay
+            history.append(spk3)
+        return torch.stack(history).mean(0)
+
+
+class Model(nn.Module):
+    def __init__(self, field_size, spike_gradient):
+        super().__init__()
+        self.field_network = OptimizedField(field_size, HIDDEN_SIZE)
+        self.spike_network = SpikingNetwork(field_size, SPIKING_SIZE, TIME_STEPS, spike_gradient)
+
+
+def compute_loss(model, x):
+    field_out = model.field_network(x)
+    spikes = model.spike_network(x)
+    return F.mse_loss(field_out, x) + 0.1 * (torch.var(spikes) + torch.abs(spikes.mean() - 0.5))
+
+
+def make_optimisers(model):
+    return (torch.optim.AdamW(model.field_network.parameters(), **ADAMW),
+            torch.optim.AdamW(model.spike_network.parameters(), **ADAMW))
+
+
+def train_step(model, optimisers, x):
+    model.train()
+    for opt in optimisers:
+        # set_to_none, so in 'none' mode the spiking parameters keep grad None and are not stepped.
+        opt.zero_grad(set_to_none=True)
+    loss = compute_loss(model, x)
+    loss.backward()
+    for opt in optimisers:
+        opt.step()
+    return loss
+
+
+def process_batch(model, x):
+    model.eval()
+    with torch.no_grad():
+        return compute_loss(model, x)
+
+
+# ---- measurement -------------------------------------------------------------
+def spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def time_per_call(fn, iterations):
+    """Mean wall time of one call, in ms."""
+    start = time.perf_counter()
+    for _ in range(iterations):
+        fn()
+    return (time.perf_counter() - start) * 1000 / iterations
+
+
+def run_bench(args):
+    torch.manual_seed(MODEL_SEED)
+    model = Model(args.field_size, args.spike_gradient)
+    optimisers = make_optimisers(model)
+    generator = torch.Generator().manual_seed(BATCH_SEED)
+    batch = torch.randn(args.batch_size, args.field_size, generator=generator)
+
+    def train():
+        train_step(model, optimisers, batch)
+
+    def forward():
+        process_batch(model, batch)
+
+    # Same warm-up as ours: one processBatch and one trainStep per warm-up step.
+    for _ in range(args.warmup):
+        forward()
+        train()
+    train_ms, forward_ms = [], []
+    for _ in range(args.repeats):
+        train_ms.append(time_per_call(train, args.iterations))
+        forward_ms.append(time_per_call(forward, args.iterations))
+
+    def per_sec(ms):
+        return spread([args.batch_size * 1000 / m for m in ms])
+
+    return {
+        "trainSamplesPerSec": per_sec(train_ms),
+        "forwardSamplesPerSec": per_sec(forward_ms),
+        "msPerTrainStep": spread(train_ms),
+        "msPerForward": spread(forward_ms),
+    }
+
+
+# ---- environment -------------------------------------------------------------
+def loaded_blas_libraries():
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "/" in line}
+    return sorted(p for p in paths if "blas" in p.rsplit("/", 1)[-1])
+
+
+def configure_blas(threads):
+    """Limit OpenBLAS to `threads` and describe the BLAS torch calls.
+
+    torch.set_num_threads does not reach a BLAS that torch was not built
+    against (BLAS_INFO=generic), and OpenBLAS otherwise uses every core.
+    """
+    torch.mm(torch.ones(2, 2), torch.ones(2, 2))  # make sure the BLAS is loaded
+    match = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    description = "built-in"
+    for path in loaded_blas_libraries():
+        lib = ctypes.CDLL(path)
+        is_openblas = hasattr(lib, "openblas_set_num_threads")
+        if is_openblas:
+            lib.openblas_set_num_threads(threads)
+        # torch links libblas.so.3; an OpenBLAS pulled in only by liblapack does no GEMMs.
+        if path.rsplit("/", 1)[-1].startswith("libblas"):
+            description = describe_openblas(lib) if is_openblas else "/".join(path.split("/")[-2:])
+    return f"{match.group(1) if match else 'unknown'} -> {description}"
+
+
+def describe_openblas(lib):
+    lib.openblas_get_config.restype = ctypes.c_char_p
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    version = " ".join(lib.openblas_get_config().decode().split()[:2])
+    core = lib.openblas_get_corename().decode()
+    return f"{version} ({core}), {lib.openblas_get_num_threads()} thread(s)"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+# ---- command line ------------------------------------------------------------
+def whole_number(minimum, maximum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got '{text}'")
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum:,}, got {value}")
+        return value
+    return parse
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="PyTorch reference for `npx quadra bench`: trainStep and processBatch "
+                    "throughput of the Quadra Matrix model on the CPU.")
+    parser.add_argument("--batch-size", type=whole_number(1, 1_000_000), default=64, metavar="N",
+                        help="rows per batch (default 64)")
+    parser.add_argument("--spike-gradient", choices=("surrogate", "none"), default="surrogate",
+                        help="spiking-network gradient (default surrogate)")
+    parser.add_argument("--iterations", type=whole_number(1, 1_000_000), default=50, metavar="N",
+                        help="timed steps per repeat (default 50)")
+    parser.add_argument("--repeats", type=whole_number(1, 1_000), default=5, metavar="R",
+                        help="timed repeats (default 5)")
+    parser.add_argument("--warmup", type=whole_number(0, 100_000), default=20, metavar="N",
+                        help="untimed warm-up steps (default 20)")
+    parser.add_argument("--threads", type=whole_number(1, 1_024), default=1, metavar="N",
+                        help="intra-op, inter-op and BLAS threads (default 1)")
+    parser.add_argument("--field-size", type=whole_number(1, 100_000), default=100, metavar="F",
+                        help="field size F (default 100)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser.parse_args(argv)
+
+
+def format_line(label, rate, ms, unit):
+    return (f"{label:<14}{round(rate['median']):,} samples/s "
+            f"(min {round(rate['min'])}, max {round(rate['max'])})  {ms['median']:.2f} ms/{unit}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(args.threads)
+    blas = configure_blas(args.threads)
+    result = run_bench(args)
+    summary = {
+        "torch": torch.__version__,
+        "blas": blas,
+        "threads": args.threads,
+        "batchSize": args.batch_size,
+        "fieldSize": args.field_size,
+        "spikeGradient": args.spike_gradient,
+        "iterations": args.iterations,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        **result,
+        "cpu": cpu_model(),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"torch {summary['torch']}, {args.threads} thread(s), batch {args.batch_size}, "
+              f"field {args.field_size}, spike gradient {args.spike_gradient}, "
+              f"BLAS {blas}, CPU {summary['cpu']}, {args.repeats} × {args.iterations} steps")
+        print(format_line("trainStep", result["trainSamplesPerSec"], result["msPerTrainStep"], "step"))
+        print(format_line("processBatch", result["forwardSamplesPerSec"], result["msPerForward"], "batch"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
