@@ -27,7 +27,7 @@ interface KernelExports {
   reduceTerm(src: number, weight: number, mode: number): void;
   trainStep(rows: number, state1: number, state3: number, threshold: number, keep: number, surrogate: number, spikeWeight: number, smooth: number): void;
   forward(rows: number, smooth: number): void;
-  adamw(start: number, end: number, beta1: number, beta2: number, decayFactor: number, stepSize: number, invSqrtBc2: number, eps: number): void;
+  adamw(start: number, end: number, beta1: number, oneMinusBeta1: number, beta2: number, oneMinusBeta2: number, decayFactor: number, stepSize: number, invSqrtBc2: number, eps: number): void;
 }
 
 const PAGE = 65536;
@@ -240,7 +240,9 @@ export class SimdKernel implements ModelKernel {
       start,
       end,
       o.beta1,
+      1 - o.beta1,
       o.beta2,
+      1 - o.beta2,
       1 - o.learningRate * o.weightDecay,
       o.learningRate / (1 - o.beta1 ** step),
       1 / Math.sqrt(1 - o.beta2 ** step),

@@ -130,7 +130,9 @@ export function configure(fieldSize: i32, hidden: i32, spiking: i32, steps: i32,
   IDX2 = region(max(S, F) + 4);
   CARRY = region(2 * S + 2 * F + 16);
   // B of the largest GEMM, packed panel-major (see packB).
-  PACK = region(max(max(steps * capacity * max(S, F), capacity * H2), H * H2) + 16);
+  // Every B that gemm() packs: activations [rows or T·rows, width] for weight gradients, and the
+  // weights W [out, in] for input gradients (and the smooth test path's dense spiking layers).
+  PACK = region(max(max(steps * capacity * max(S, F), capacity * max(H2, F)), max(max(H * H2, F * H), max(S * S, F * S))) + 16);
   const B = capacity;
   const TB = steps * capacity;
   X = region(B * F); Y = region(B * F); DY = region(B * F);
@@ -1043,11 +1045,12 @@ export function forward(rows: i32, smooth: i32): void {
  * AdamW (PyTorch's arithmetic in float32) on [start, end) of the flat arrays:
  * m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1 − lr·wd) − (lr/bc1)·m/(√v/√bc2 + eps).
  */
-export function adamw(start: i32, end: i32, beta1: f32, beta2: f32, decayFactor: f32, stepSize: f32, invSqrtBc2: f32, eps: f32): void {
+export function adamw(start: i32, end: i32, beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, decayFactor: f32, stepSize: f32, invSqrtBc2: f32, eps: f32): void {
+  // 1 − β comes from JS in double (1 − f32(0.999) is not f32(0.001)), as in PyTorch and the host AdamW.
   const b1 = f32x4.splat(beta1);
-  const c1 = f32x4.splat(1 - beta1);
+  const c1 = f32x4.splat(oneMinusBeta1);
   const b2 = f32x4.splat(beta2);
-  const c2 = f32x4.splat(1 - beta2);
+  const c2 = f32x4.splat(oneMinusBeta2);
   const df = f32x4.splat(decayFactor);
   const ss = f32x4.splat(stepSize);
   const ib = f32x4.splat(invSqrtBc2);
@@ -1066,8 +1069,8 @@ export function adamw(start: i32, end: i32, beta1: f32, beta2: f32, decayFactor:
   for (; i < end; i++) {
     const o = <usize>i << 2;
     const g = load<f32>(G + o);
-    const m = beta1 * load<f32>(MOM + o) + (1 - beta1) * g;
-    const v = beta2 * load<f32>(VEL + o) + (1 - beta2) * g * g;
+    const m = beta1 * load<f32>(MOM + o) + oneMinusBeta1 * g;
+    const v = beta2 * load<f32>(VEL + o) + oneMinusBeta2 * g * g;
     store<f32>(MOM + o, m);
     store<f32>(VEL + o, v);
     store<f32>(P + o, load<f32>(P + o) * decayFactor - (stepSize * m) / (Mathf.sqrt(v) * invSqrtBc2 + eps));
