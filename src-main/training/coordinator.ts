@@ -263,18 +263,33 @@ export class TrainingRun {
       let epochLoss = 0;
       let epochSteps = 0;
       let epochSamples = 0;
+      // The step already sent to the workers (see below), if any.
+      let ahead: Promise<LossParts> | null = null;
       for (let k = startStep; k < steps; k++) {
-        if (this.#paused) await new Promise<void>((resolve) => (this.#resumeGate = resolve));
-        if (this.#cancelled) {
-          await this.#checkpoint(epoch, k, step, null, { epoch, stepInEpoch: k });
-          return this.#outcome('cancelled', null, realSamples, bestValidation);
+        let work = ahead;
+        ahead = null;
+        if (!work) {
+          if (this.#paused) await new Promise<void>((resolve) => (this.#resumeGate = resolve));
+          if (this.#cancelled) {
+            await this.#checkpoint(epoch, k, step, null, { epoch, stepInEpoch: k });
+            return this.#outcome('cancelled', null, realSamples, bestValidation);
+          }
+          this.#prefetch(this.#sampler.step(epoch, k), step);
+          work = this.#guard(this.#step(step));
         }
         const planned = this.#sampler.step(epoch, k);
-        this.#prefetch(planned, step);
         // The next step's data goes out now, while this step computes.
         if (k + 1 < steps) this.#prefetch(this.#sampler.step(epoch, k + 1), step + 1);
         else if (epoch < plan.epochs) this.#prefetch(this.#sampler.step(epoch + 1, 0), step + 1);
-        const loss = await this.#guard(this.#step(step));
+        // Where workers apply their own updates (one worker, or the shared-memory all-reduce), the
+        // next step's request is queued behind this one, so no worker idles for the round trip
+        // through this thread. Not across an epoch end (validation and checkpoints come first),
+        // nor while pausing or cancelling: those take effect once the queued step is done.
+        if (this.#pipelined() && k + 1 < steps && !this.#paused && !this.#cancelled) {
+          ahead = this.#guard(this.#step(step + 1));
+          ahead.catch(() => undefined);
+        }
+        const loss = await work;
         step += 1;
         this.#events.stepEnd?.(step, planned.realSamples);
         realSamples += planned.realSamples;
@@ -296,6 +311,10 @@ export class TrainingRun {
       }
     }
     return this.#outcome('completed', null, realSamples, bestValidation);
+  }
+
+  #pipelined(): boolean {
+    return this.#workers.length === 1 || this.#shared !== null;
   }
 
   /** One synchronous data-parallel step: gradients from every shard, weighted mean, same update everywhere. */
