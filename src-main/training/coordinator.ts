@@ -29,8 +29,8 @@ export interface TrainingPlan {
   /** Resume: the engine state and where the sampler stood. */
   start?: { state: EngineSnapshot; epoch: number; stepInEpoch: number };
   /**
-   * How workers start. Default: threads of this process for the simd backend (gradients through
-   * shared memory), child processes otherwise (native tfjs bindings are not thread-safe).
+   * How workers start (default: child processes). The simd backend always uses threads of this
+   * process (gradients through shared memory); native tfjs bindings are not thread-safe.
    */
   transport?: TransportFactory;
   /** How often progress is reported (default 250 ms: 4 a second, within the 2–10 asked for). */
@@ -224,7 +224,9 @@ export class TrainingRun {
 
   async #startWorkers(): Promise<void> {
     const { plan } = this;
-    const factory = plan.transport ?? (plan.backend === 'simd' ? threadTransport : forkTransport);
+    // The simd backend always trains in threads (also in Electron, whose default transport is a
+    // utility process): its all-reduce is through shared memory.
+    const factory = plan.backend === 'simd' && !plan.transport?.sharesMemory ? threadTransport : (plan.transport ?? forkTransport);
     for (let rank = 0; rank < plan.workers; rank++) {
       // One GPU per worker: CUDA numbers the visible devices from 0 in each process.
       const env: Record<string, string> = plan.mode === 'multi-gpu' ? { CUDA_VISIBLE_DEVICES: String(rank) } : {};

@@ -31,8 +31,11 @@ export function wasmFolders(): string[] {
     // dist/electron → dist/wasm (the bundled app; asar-unpacked, read through Electron's fs)
     path.resolve(here, '../wasm'),
   ];
+  // Inside a packaged app the files are asar-unpacked; a worker thread may not see through the
+  // archive, so the unpacked folder is tried first.
+  const unpacked = folders.filter((dir) => dir.includes(`app.asar${path.sep}`)).map((dir) => dir.replace(`app.asar${path.sep}`, `app.asar.unpacked${path.sep}`));
   const override = process.env.QUADRA_SIMD_WASM_DIR;
-  return override ? [path.resolve(override), ...folders] : folders;
+  return [...(override ? [path.resolve(override)] : []), ...unpacked, ...folders];
 }
 
 /**
