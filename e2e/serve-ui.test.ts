@@ -37,9 +37,13 @@ describe.skipIf(why !== null)(`the workstation UI in Chromium${why ? ` (skipped:
     const page = await browser!.newPage();
     await page.goto(`${url}#hardware`);
     await page.waitForSelector('.connection.open');
-    await expect.poll(() => page.locator('.backends li').count(), { timeout: 20_000 }).toBe(4);
-    const wasm = page.locator('.backends li', { hasText: 'wasm' });
+    await expect.poll(() => page.locator('.backends li').count(), { timeout: 20_000 }).toBe(5);
+    const wasm = page.locator('.backends li', { has: page.locator('.id', { hasText: /^wasm$/ }) });
     expect(await wasm.getAttribute('class')).toContain('ok');
+    // The fused kernel, the default on CPUs, with why it was chosen.
+    const simd = page.locator('.backends li', { has: page.locator('.id', { hasText: /^simd$/ }) });
+    expect(await simd.getAttribute('class')).toContain('ok');
+    expect(await simd.innerText()).toContain('fused Quadra Matrix kernel');
     expect(await page.locator('section[aria-label="GPUs"]').innerText()).toContain('No NVIDIA GPU or driver found');
     expect(await page.locator('section[aria-label="Recommended configuration"]').innerText()).toContain('Batch size');
     await page.close();
