@@ -392,6 +392,22 @@ function mk1x4(K: i32, a: usize, ak: usize, b: usize, lb: usize, c: usize, bias:
   v128.store(c, c0);
 }
 
+/** One 4×4 block: rows at `src` (stride `ss` bytes) become columns at `dst` (stride `ds` bytes). */
+@inline function transpose4x4(src: usize, ss: usize, dst: usize, ds: usize): void {
+  const r0 = v128.load(src);
+  const r1 = v128.load(src + ss);
+  const r2 = v128.load(src + 2 * ss);
+  const r3 = v128.load(src + 3 * ss);
+  const t0 = v128.shuffle<f32>(r0, r1, 0, 4, 1, 5);
+  const t1 = v128.shuffle<f32>(r2, r3, 0, 4, 1, 5);
+  const t2 = v128.shuffle<f32>(r0, r1, 2, 6, 3, 7);
+  const t3 = v128.shuffle<f32>(r2, r3, 2, 6, 3, 7);
+  v128.store(dst, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
+  v128.store(dst + ds, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
+  v128.store(dst + 2 * ds, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
+  v128.store(dst + 3 * ds, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+}
+
 /** out[C, R] = in[R, C]ᵀ, in 4×4 blocks along 16-column strips. R and C multiples of 4. */
 export function transpose(R: i32, C: i32, src: usize, dst: usize): void {
   const rs = <usize>C << 2;
@@ -400,20 +416,7 @@ export function transpose(R: i32, C: i32, src: usize, dst: usize): void {
     const j1 = min(j0 + 16, C);
     for (let i = 0; i < R; i += 4) {
       for (let j = j0; j < j1; j += 4) {
-        const p = src + <usize>i * rs + (<usize>j << 2);
-        const r0 = v128.load(p);
-        const r1 = v128.load(p + rs);
-        const r2 = v128.load(p + 2 * rs);
-        const r3 = v128.load(p + 3 * rs);
-        const t0 = v128.shuffle<f32>(r0, r1, 0, 4, 1, 5);
-        const t1 = v128.shuffle<f32>(r2, r3, 0, 4, 1, 5);
-        const t2 = v128.shuffle<f32>(r0, r1, 2, 6, 3, 7);
-        const t3 = v128.shuffle<f32>(r2, r3, 2, 6, 3, 7);
-        const q = dst + <usize>j * ds + (<usize>i << 2);
-        v128.store(q, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
-        v128.store(q + ds, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
-        v128.store(q + 2 * ds, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
-        v128.store(q + 3 * ds, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+        transpose4x4(src + <usize>i * rs + (<usize>j << 2), rs, dst + <usize>j * ds + (<usize>i << 2), ds);
       }
     }
   }
@@ -435,20 +438,7 @@ export function transposePacked(N: i32, K: i32, w: usize, dst: usize): void {
     for (let half = 0; half < width; half += 4) {
       const src = w + <usize>(8 * p + half) * rs;
       for (let k = 0; k < K; k += 4) {
-        const q = src + (<usize>k << 2);
-        const r0 = v128.load(q);
-        const r1 = v128.load(q + rs);
-        const r2 = v128.load(q + 2 * rs);
-        const r3 = v128.load(q + 3 * rs);
-        const t0 = v128.shuffle<f32>(r0, r1, 0, 4, 1, 5);
-        const t1 = v128.shuffle<f32>(r2, r3, 0, 4, 1, 5);
-        const t2 = v128.shuffle<f32>(r0, r1, 2, 6, 3, 7);
-        const t3 = v128.shuffle<f32>(r2, r3, 2, 6, 3, 7);
-        const o = base + <usize>k * outStride + (<usize>half << 2);
-        v128.store(o, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
-        v128.store(o + outStride, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7));
-        v128.store(o + 2 * outStride, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5));
-        v128.store(o + 3 * outStride, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
+        transpose4x4(src + (<usize>k << 2), rs, base + <usize>k * outStride + (<usize>half << 2), outStride);
       }
     }
   }
