@@ -1,4 +1,5 @@
 import type { BackendId, ModelConfig, OptimizerConfig } from '../../src-shared/engine-config';
+import { QuadraError } from '../../src-shared/errors';
 import type { ParamLayout } from './layout';
 
 /** Loss of one batch, split into its two terms (DESIGN.md §4). */
@@ -56,4 +57,33 @@ export interface ModelKernel {
   setOptimizerState(state: OptimizerState): void;
   memory(): KernelMemory;
   dispose(): void;
+}
+
+/** loss = reconstruction + weight·spike loss (DESIGN.md §4), with both terms. */
+export function lossParts(reconstructionLoss: number, spikeLoss: number, spikeLossWeight: number): LossParts {
+  return { loss: reconstructionLoss + spikeLossWeight * spikeLoss, reconstructionLoss, spikeLoss };
+}
+
+/** A batch handed to a kernel: `rows` whole rows of `fieldSize` values. */
+export function checkBatch(batch: Float32Array, rows: number, fieldSize: number): void {
+  if (!Number.isInteger(rows) || rows < 1) {
+    throw new QuadraError('SHAPE_MISMATCH', `batch: rows must be a positive whole number, got ${rows}`);
+  }
+  if (batch.length !== rows * fieldSize) {
+    throw new QuadraError(
+      'SHAPE_MISMATCH',
+      `batch: expected shape [${rows}, ${fieldSize}] (${rows * fieldSize} values), got ${batch.length} values`,
+      { expected: [rows, fieldSize], length: batch.length },
+    );
+  }
+}
+
+/** A flat array in layout order (parameters, moments, gradients) of the expected length. */
+export function checkLength(what: string, values: Float32Array, expected: number): void {
+  if (values.length !== expected) {
+    throw new QuadraError('SHAPE_MISMATCH', `${what}: expected ${expected} values in layout order, got ${values.length}`, {
+      expected,
+      length: values.length,
+    });
+  }
 }

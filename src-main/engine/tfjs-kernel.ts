@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendId, ModelConfig, OptimizerConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
-import type { ForwardResult, KernelMemory, LossParts, ModelKernel, OptimizerState } from './kernel';
+import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type ModelKernel, type OptimizerState } from './kernel';
 import type { ParamEntry, ParamLayout } from './layout';
 import { lifBackward, lifForward, spikeLossHost, sumRows, transposeHost, SURROGATE_SLOPE, type LifParams } from './lif-host';
 import { dropoutMask, Rng } from './random';
@@ -113,7 +113,7 @@ export class TfjsKernel implements ModelKernel {
         if (g) ordered[e.name] = tf.reshape(g, e.shape);
       }
       this.testHooks.insideStep?.();
-      parts = lossParts([field.loss.dataSync()[0]!, spikes.spikeLoss], this.model.spikeLossWeight);
+      parts = lossParts(field.loss.dataSync()[0]!, spikes.spikeLoss, this.model.spikeLossWeight);
       return ordered;
     });
     disposeAll(this.#pendingGrads);
@@ -220,7 +220,7 @@ export class TfjsKernel implements ModelKernel {
       const spikes = this.#spikes(p, wt, x, rows, false);
       const reconstruction = tf.mean(tf.squaredDifference(y, x)).dataSync()[0]!;
       return {
-        ...lossParts([reconstruction, spikes.spikeLoss], this.model.spikeLossWeight),
+        ...lossParts(reconstruction, spikes.spikeLoss, this.model.spikeLossWeight),
         // dataSync may hand out the backend's own buffer (cpu): copy.
         fieldOutput: (y.dataSync() as Float32Array).slice(),
         spikeRates: spikes.rates.slice(),
@@ -751,32 +751,4 @@ function adamw(p: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, k: AdamwS
 
 function disposeAll(tensors: Params | null): void {
   if (tensors) for (const t of Object.values(tensors)) t.dispose();
-}
-
-function lossParts(values: ArrayLike<number>, spikeLossWeight: number): LossParts {
-  const reconstructionLoss = values[0]!;
-  const spikeLoss = values[1]!;
-  return { loss: reconstructionLoss + spikeLossWeight * spikeLoss, reconstructionLoss, spikeLoss };
-}
-
-function checkBatch(batch: Float32Array, rows: number, fieldSize: number): void {
-  if (!Number.isInteger(rows) || rows < 1) {
-    throw new QuadraError('SHAPE_MISMATCH', `batch: rows must be a positive whole number, got ${rows}`);
-  }
-  if (batch.length !== rows * fieldSize) {
-    throw new QuadraError(
-      'SHAPE_MISMATCH',
-      `batch: expected shape [${rows}, ${fieldSize}] (${rows * fieldSize} values), got ${batch.length} values`,
-      { expected: [rows, fieldSize], length: batch.length },
-    );
-  }
-}
-
-function checkLength(what: string, values: Float32Array, expected: number): void {
-  if (values.length !== expected) {
-    throw new QuadraError('SHAPE_MISMATCH', `${what}: expected ${expected} values in layout order, got ${values.length}`, {
-      expected,
-      length: values.length,
-    });
-  }
 }

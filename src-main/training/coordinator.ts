@@ -270,16 +270,16 @@ export class TrainingRun {
       for (let k = startStep; k < steps; k++) {
         let work = ahead;
         ahead = null;
+        const planned = this.#sampler.step(epoch, k);
         if (!work) {
           if (this.#paused) await new Promise<void>((resolve) => (this.#resumeGate = resolve));
           if (this.#cancelled) {
             await this.#checkpoint(epoch, k, step, null, { epoch, stepInEpoch: k });
             return this.#outcome('cancelled', null, realSamples, bestValidation);
           }
-          this.#prefetch(this.#sampler.step(epoch, k), step);
+          this.#prefetch(planned, step);
           work = this.#guard(this.#step(step));
         }
-        const planned = this.#sampler.step(epoch, k);
         // The next step's data goes out now, while this step computes.
         if (k + 1 < steps) this.#prefetch(this.#sampler.step(epoch, k + 1), step + 1);
         else if (epoch < plan.epochs) this.#prefetch(this.#sampler.step(epoch + 1, 0), step + 1);

@@ -36,12 +36,14 @@ export class ExchangeClient {
   readonly layout: ExchangeLayout;
   #fd: number;
   #all: Float32Array;
+  #slots: Float32Array[];
   #mean: Float32Array;
 
   constructor(layout: ExchangeLayout) {
     this.layout = layout;
     this.#fd = openSync(layout.file, 'r+');
     this.#all = new Float32Array(layout.workers * layout.size);
+    this.#slots = Array.from({ length: layout.workers }, (_, r) => this.#all.subarray(r * layout.size, (r + 1) * layout.size));
     this.#mean = new Float32Array(layout.size);
   }
 
@@ -50,32 +52,36 @@ export class ExchangeClient {
     writeFully(this.#fd, bytes, rank * this.layout.size * 4);
   }
 
-  /**
-   * Σ_r weight_r · g_r, summed in rank order in double precision and rounded once: the same
-   * operations on every worker, so every replica gets the same bits. The returned array is reused
-   * by the next call.
-   */
+  /** Reads every slot and returns their weightedSum; the returned array is reused by the next call. */
   reduce(weights: readonly number[]): Float32Array {
-    const { size, workers } = this.layout;
     readFully(this.#fd, new Uint8Array(this.#all.buffer), 0);
-    const all = this.#all;
-    const mean = this.#mean;
-    if (workers === 2) {
-      const w0 = weights[0]!;
-      const w1 = weights[1]!;
-      for (let i = 0; i < size; i++) mean[i] = w0 * all[i]! + w1 * all[size + i]!;
-      return mean;
-    }
-    for (let i = 0; i < size; i++) {
-      let sum = 0;
-      for (let r = 0; r < workers; r++) sum += weights[r]! * all[r * size + i]!;
-      mean[i] = sum;
-    }
-    return mean;
+    weightedSum(this.#slots, weights, this.#mean);
+    return this.#mean;
   }
 
   close(): void {
     closeSync(this.#fd);
+  }
+}
+
+/**
+ * out = Σ_r weights[r]·slots[r], summed in rank order in double precision and rounded once: the
+ * same operations on every worker, so every replica gets the same bits.
+ */
+export function weightedSum(slots: readonly Float32Array[], weights: readonly number[], out: Float32Array): void {
+  const n = out.length;
+  if (slots.length === 2) {
+    const a = slots[0]!;
+    const b = slots[1]!;
+    const w0 = weights[0]!;
+    const w1 = weights[1]!;
+    for (let i = 0; i < n; i++) out[i] = w0 * a[i]! + w1 * b[i]!;
+    return;
+  }
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (let r = 0; r < slots.length; r++) sum += weights[r]! * slots[r]![i]!;
+    out[i] = sum;
   }
 }
 

@@ -1,4 +1,5 @@
 import { QuadraError } from '../../src-shared/errors';
+import { weightedSum } from './gradient-exchange';
 
 /**
  * The gradient all-reduce between worker threads, through one SharedArrayBuffer: no copy through
@@ -80,26 +81,9 @@ export class SharedExchangeClient {
     return this.#slots[step % 2]!;
   }
 
-  /**
-   * Σ_r weight_r · g_r for `step` into `out`, summed in rank order in double precision and rounded
-   * once: the same operations on every worker, so every replica gets the same bits.
-   */
+  /** Σ_r weight_r · g_r for `step` into `out` (for kernels that cannot sum in place, unlike simd's). */
   reduceInto(step: number, weights: readonly number[], out: Float32Array): void {
-    const slots = this.#slots[step % 2]!;
-    const n = this.layout.size;
-    if (slots.length === 2) {
-      const a = slots[0]!;
-      const b = slots[1]!;
-      const w0 = weights[0]!;
-      const w1 = weights[1]!;
-      for (let i = 0; i < n; i++) out[i] = w0 * a[i]! + w1 * b[i]!;
-      return;
-    }
-    for (let i = 0; i < n; i++) {
-      let sum = 0;
-      for (let r = 0; r < slots.length; r++) sum += weights[r]! * slots[r]![i]!;
-      out[i] = sum;
-    }
+    weightedSum(this.#slots[step % 2]!, weights, out);
   }
 
   /** Sense-reversing barrier on the generation counter. */

@@ -1,6 +1,7 @@
 import type { ModelConfig, OptimizerConfig } from '../../../src-shared/engine-config';
 import { QuadraError } from '../../../src-shared/errors';
-import type { ForwardResult, KernelMemory, LossParts, ModelKernel, OptimizerState } from '../kernel';
+import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type ModelKernel, type OptimizerState } from '../kernel';
+import { spikeLossHost } from '../lif-host';
 import type { ParamLayout } from '../layout';
 import { Rng } from '../random';
 import { probeSimd, simdModelProblem, type SimdModule } from './module';
@@ -184,7 +185,7 @@ export class SimdKernel implements ModelKernel {
     }
     const reconstructionLoss = squares / (rows * F);
     // The spike loss couples every row (one variance over all of them): computed on the whole batch.
-    const spikeLoss = rows <= chunk ? this.#results()[1]! : spikeLossOf(spikeRates);
+    const spikeLoss = rows <= chunk ? this.#results()[1]! : spikeLossHost(spikeRates, null).loss;
     return { ...lossParts(reconstructionLoss, spikeLoss, this.model.spikeLossWeight), fieldOutput, spikeRates };
   }
 
@@ -298,37 +299,4 @@ export class SimdKernel implements ModelKernel {
 
 function wasmAbort(): never {
   throw new QuadraError('INTERNAL', 'the simd kernel aborted');
-}
-
-function lossParts(reconstructionLoss: number, spikeLoss: number, weight: number): LossParts {
-  return { loss: reconstructionLoss + weight * spikeLoss, reconstructionLoss, spikeLoss };
-}
-
-/** var(rates) (unbiased) + |mean − 0.5|, in double: for forwards that ran in several chunks. */
-function spikeLossOf(rates: Float32Array): number {
-  const n = rates.length;
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += rates[i]!;
-  const mean = sum / n;
-  let squares = 0;
-  for (let i = 0; i < n; i++) squares += (rates[i]! - mean) ** 2;
-  return (n > 1 ? squares / (n - 1) : Number.NaN) + Math.abs(mean - 0.5);
-}
-
-function checkBatch(batch: Float32Array, rows: number, fieldSize: number): void {
-  if (!Number.isInteger(rows) || rows < 1) {
-    throw new QuadraError('SHAPE_MISMATCH', `batch: rows must be a positive whole number, got ${rows}`);
-  }
-  if (batch.length !== rows * fieldSize) {
-    throw new QuadraError('SHAPE_MISMATCH', `batch: expected shape [${rows}, ${fieldSize}] (${rows * fieldSize} values), got ${batch.length} values`, {
-      expected: [rows, fieldSize],
-      length: batch.length,
-    });
-  }
-}
-
-function checkLength(what: string, values: Float32Array, expected: number): void {
-  if (values.length !== expected) {
-    throw new QuadraError('SHAPE_MISMATCH', `${what}: expected ${expected} values in layout order, got ${values.length}`, { expected, length: values.length });
-  }
 }
