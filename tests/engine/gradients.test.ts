@@ -4,6 +4,7 @@ import type { ParamLayout } from '../../src-main/engine/layout';
 import { Rng } from '../../src-main/engine/random';
 import { layerNormGelu, layerNormGeluBackward, linear, linearBackward, SURROGATE_SLOPE, type TfjsKernel } from '../../src-main/engine/tfjs-kernel';
 import { createEngine, gelu64, layerNorm64, SMALL_MODEL, thrownBy, useTestBackend } from '../helpers/engine';
+import { richardson } from '../helpers/finite-differences';
 
 /**
  * Finite-difference checks of the hand-written backward passes (STYLE.md: every custom gradient has
@@ -374,25 +375,6 @@ describe('whole-model BPTT with the smooth spike', () => {
       }
     }
     return { rates, margin };
-  }
-
-  /**
-   * Central differences at half-spans h and h/2, combined by Richardson extrapolation so the h²
-   * truncation term cancels (error O(h⁴)). Perturbed values are float32, so the spans actually
-   * taken are used.
-   */
-  function richardson(p0: Float32Array, i: number, h: number, lossAt: (p: Float32Array) => number): number {
-    const central = (step: number): [number, number] => {
-      const plus = Float32Array.from(p0);
-      plus[i] = p0[i]! + step;
-      const minus = Float32Array.from(p0);
-      minus[i] = p0[i]! - step;
-      const span = (plus[i]! - minus[i]!) / 2;
-      return [(lossAt(plus) - lossAt(minus)) / (2 * span), span];
-    };
-    const [wide, h1] = central(h);
-    const [narrow, h2] = central(h / 2);
-    return (h1 * h1 * narrow - h2 * h2 * wide) / (h1 * h1 - h2 * h2);
   }
 
   /** DESIGN.md §4's loss in float64 from the float32 outputs: MSE + 0.1·(unbiased var + |mean − 0.5|). */

@@ -10,6 +10,7 @@ import { Rng } from '../../src-main/engine/random';
 import { SimdKernel } from '../../src-main/engine/simd/simd-kernel';
 import { SURROGATE_SLOPE, TfjsKernel } from '../../src-main/engine/tfjs-kernel';
 import { createEngine, firstBitDifference, maxAbsDiff, relErr, thrownBy, useTestBackend } from '../helpers/engine';
+import { richardson } from '../helpers/finite-differences';
 
 /**
  * The fused wasm SIMD kernel against the reference TfjsKernel (tfjs 'wasm' backend) from the same
@@ -220,21 +221,6 @@ describe('finite differences of the simd gradients', () => {
       }
     }
     return { rates, margin };
-  }
-
-  /** Central differences at half-spans h and h/2, Richardson-extrapolated (error O(h⁴)), over the float32 spans actually taken. */
-  function richardson(p0: Float32Array, i: number, h: number, lossAt: (p: Float32Array) => number): number {
-    const central = (step: number): [number, number] => {
-      const plus = Float32Array.from(p0);
-      plus[i] = p0[i]! + step;
-      const minus = Float32Array.from(p0);
-      minus[i] = p0[i]! - step;
-      const span = (plus[i]! - minus[i]!) / 2;
-      return [(lossAt(plus) - lossAt(minus)) / (2 * span), span];
-    };
-    const [wide, h1] = central(h);
-    const [narrow, h2] = central(h / 2);
-    return (h1 * h1 * narrow - h2 * h2 * wide) / (h1 * h1 - h2 * h2);
   }
 
   it('computeGradients matches central differences of its training loss in the 3 largest elements of every tensor (smooth spike, fixed masks)', () => {

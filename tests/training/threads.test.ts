@@ -1,47 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { parseEngineConfig, type EngineConfigInput } from '../../src-shared/engine-config';
-import { syntheticRows } from '../../src-main/data/synthetic';
-import { splitTrainValidation } from '../../src-main/data/split';
 import { TrainingRun, type TrainingPlan } from '../../src-main/training/coordinator';
-import type { EngineSnapshot } from '../../src-main/training/protocol';
 import { threadTransport } from '../../src-main/training/thread-transport';
 import type { TransportFactory, WorkerTransport } from '../../src-main/training/transport';
 import { firstBitDifference, maxAbsDiff } from '../helpers/engine';
+import { F, plan as basePlan, runCapturing } from '../helpers/training';
 
 // The simd backend trains in worker threads of this process, reducing gradients through one
 // SharedArrayBuffer; these are issue 3's DDP guarantees again, on that path.
-const NO_GPU = { gpus: [], nvidiaSmi: { available: false as const, reason: 'tests run without a GPU' } };
-const F = 12;
-const SMALL = { fieldSize: F, hiddenSize: 16, spikingHiddenSize: 8, spikingSteps: 3 };
 
-function plan(overrides: Partial<TrainingPlan> & { engine?: EngineConfigInput; rows?: number } = {}): TrainingPlan {
-  const rows = overrides.rows ?? 256;
-  const { train, validation } = splitTrainValidation(rows, 0.1, 7);
-  return {
-    config: parseEngineConfig({ batchSize: 16, seed: 11, ...overrides.engine, model: { ...SMALL, ...overrides.engine?.model } }),
-    mode: 'multi-cpu',
-    workers: 2,
-    backend: 'simd',
-    gpu: NO_GPU,
-    epochs: 1,
-    data: syntheticRows(rows, F, 3, 1),
-    trainRows: train,
-    validationRows: validation,
-    lastBatch: 'drop',
-    checkpointEveryEpochs: 5,
-    ...overrides,
-  };
-}
-
-async function runCapturing(p: TrainingPlan): Promise<{ outcome: Awaited<ReturnType<TrainingRun['run']>>; replicas: EngineSnapshot[]; run: TrainingRun }> {
-  let replicas: EngineSnapshot[] = [];
-  const run = new TrainingRun(p, {
-    checkpoint: async () => {
-      replicas = await run.replicaStates();
-    },
-  });
-  const outcome = await run.run();
-  return { outcome, replicas, run };
+/** The shared small plan, on the simd backend (worker threads). */
+function plan(overrides: Parameters<typeof basePlan>[0] = {}): TrainingPlan {
+  return basePlan({ backend: 'simd', ...overrides });
 }
 
 /** The thread transport, keeping each worker's handle so a test can end one. */

@@ -1,0 +1,43 @@
+import { parseEngineConfig, type EngineConfigInput } from '../../src-shared/engine-config';
+import { syntheticRows } from '../../src-main/data/synthetic';
+import { splitTrainValidation } from '../../src-main/data/split';
+import { TrainingRun, type TrainingEvents, type TrainingPlan } from '../../src-main/training/coordinator';
+import type { EngineSnapshot } from '../../src-main/training/protocol';
+
+/** A small data-parallel plan for the coordinator tests (2 workers, wasm unless overridden). */
+export const NO_GPU = { gpus: [], nvidiaSmi: { available: false as const, reason: 'tests run without a GPU' } };
+export const F = 12;
+export const SMALL = { fieldSize: F, hiddenSize: 16, spikingHiddenSize: 8, spikingSteps: 3 };
+
+export function plan(overrides: Partial<TrainingPlan> & { engine?: EngineConfigInput; rows?: number } = {}): TrainingPlan {
+  const rows = overrides.rows ?? 256;
+  const { train, validation } = splitTrainValidation(rows, 0.1, 7);
+  return {
+    config: parseEngineConfig({ batchSize: 16, seed: 11, ...overrides.engine, model: { ...SMALL, ...overrides.engine?.model } }),
+    mode: 'multi-cpu',
+    workers: 2,
+    backend: 'wasm',
+    gpu: NO_GPU,
+    epochs: 1,
+    data: syntheticRows(rows, F, 3, 1),
+    trainRows: train,
+    validationRows: validation,
+    lastBatch: 'drop',
+    checkpointEveryEpochs: 5,
+    ...overrides,
+  };
+}
+
+/** Runs a plan, capturing every replica's final state through the end-of-run checkpoint. */
+export async function runCapturing(p: TrainingPlan, events: TrainingEvents = {}): Promise<{ outcome: Awaited<ReturnType<TrainingRun['run']>>; replicas: EngineSnapshot[]; run: TrainingRun }> {
+  let replicas: EngineSnapshot[] = [];
+  const run = new TrainingRun(p, {
+    ...events,
+    checkpoint: async (request) => {
+      replicas = await run.replicaStates();
+      await events.checkpoint?.(request);
+    },
+  });
+  const outcome = await run.run();
+  return { outcome, replicas, run };
+}
