@@ -22,7 +22,6 @@ interface KernelExports {
   outputPtr(): number;
   ratesPtr(): number;
   resultPtr(): number;
-  spikesPtr(layer: number): number;
   refreshTransposes(spiking: number): void;
   reduceScratchPtr(): number;
   reduceTerm(src: number, weight: number, mode: number): void;
@@ -223,12 +222,6 @@ export class SimdKernel implements ModelKernel {
 
   memory(): KernelMemory {
     return { tensors: 0, bytes: this.#disposed ? 0 : this.#x.memory.buffer.byteLength };
-  }
-
-  /** Spikes of layer 1, 2 or 3 after the last forward: [T, rows, width] step-major (tests). */
-  spikes(layer: 1 | 2 | 3, rows: number): Float32Array {
-    const width = layer === 3 ? this.model.fieldSize : this.model.spikingHiddenSize;
-    return this.#view(this.#x.spikesPtr(layer), this.model.spikingSteps * rows * width).slice();
   }
 
   dispose(): void {

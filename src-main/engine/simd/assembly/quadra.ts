@@ -67,7 +67,7 @@ const K_127 = 28; const K_INV_SQRT_2PI = 29; const K_NEG_HALF = 30; const K_SLOP
 const K_LANE_1234 = 33; const K_MIX1 = 34; const K_MIX2 = 35; const K_LANE_0123 = 36;
 const K_COUNT = 37;
 
-export const SURROGATE_SLOPE: f32 = 25.0;
+const SURROGATE_SLOPE: f32 = 25.0;
 const LN_EPS: f32 = 1e-5;
 
 @inline function kc(slot: i32): v128 {
@@ -92,11 +92,6 @@ function region(floats: i32): usize {
   const at = cursor;
   cursor = align64(cursor + (<usize>floats << 2));
   return at;
-}
-
-/** Whether this module was built with relaxed SIMD (JS picks the module; this confirms it). */
-export function relaxed(): i32 {
-  return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
 }
 
 /**
@@ -196,9 +191,6 @@ export function inputPtr(): usize { return X; }
 export function outputPtr(): usize { return Y; }
 export function ratesPtr(): usize { return RATES; }
 export function resultPtr(): usize { return RES; }
-export function spikesPtr(layer: i32): usize { return layer == 1 ? S1 : layer == 2 ? S2 : S3; }
-export function membranesPtr(layer: i32): usize { return layer == 1 ? M1 : layer == 2 ? M2 : M3; }
-export function masksPtr(layer: i32): usize { return layer == 1 ? MK1 : MK3; }
 export function heapBase(): usize { return __heap_base; }
 export function reduceScratchPtr(): usize { return RED; }
 
@@ -228,7 +220,7 @@ export function reduceTerm(src: usize, w: f32, mode: i32): void {
 // C with row stride ldc floats. A(i,k) is at a + 4·(i·ars + k·aks): A row-major is (lda, 1);
 // A read transposed (Aᵀ·B for weight gradients) is (1, lda). N must be a multiple of 4.
 
-export function gemm(M: i32, N: i32, K: i32, a: usize, ars: i32, aks: i32, b: usize, ldb: i32, c: usize, ldc: i32, bias: usize, acc: i32): void {
+function gemm(M: i32, N: i32, K: i32, a: usize, ars: i32, aks: i32, b: usize, ldb: i32, c: usize, ldc: i32, bias: usize, acc: i32): void {
   if (M > 4) {
     // Pack all of B panel-major in one sequential pass: rows of B at a power-of-two stride would
     // otherwise map to a few cache sets and evict each other panel after panel.
@@ -409,7 +401,7 @@ function mk1x4(K: i32, a: usize, ak: usize, b: usize, lb: usize, c: usize, bias:
 }
 
 /** out[C, R] = in[R, C]ᵀ, in 4×4 blocks along 16-column strips. R and C multiples of 4. */
-export function transpose(R: i32, C: i32, src: usize, dst: usize): void {
+function transpose(R: i32, C: i32, src: usize, dst: usize): void {
   const rs = <usize>C << 2;
   const ds = <usize>R << 2;
   for (let j0 = 0; j0 < C; j0 += 16) {
@@ -426,7 +418,7 @@ export function transpose(R: i32, C: i32, src: usize, dst: usize): void {
  * Wᵀ for a Linear weight W [N, K] (PyTorch's [out, in]) straight into packB's panel-major layout:
  * panel p holds W rows 8p..8p+7 as K×8 (packed[p][k][c] = W[8p + c, k]). N, K multiples of 4.
  */
-export function transposePacked(N: i32, K: i32, w: usize, dst: usize): void {
+function transposePacked(N: i32, K: i32, w: usize, dst: usize): void {
   const rs = <usize>K << 2;
   const panels = N >> 3;
   const panelBytes = <usize>K << 5;
@@ -600,7 +592,7 @@ function layerNormGeluBackward(rows: i32, N: i32, d: usize, xh: usize, gg: usize
  * is 0 when splitmix32's (i+1)-th output is below `threshold` (= ⌊p·2³²⌋), else `keep` (= 1/(1−p)).
  * splitmix32's state after i+1 draws is state + (i+1)·golden, so four lanes run side by side.
  */
-export function dropoutMask(count: i32, state: u32, threshold: u32, keep: f32, out: usize): void {
+function dropoutMask(count: i32, state: u32, threshold: u32, keep: f32, out: usize): void {
   const golden: u32 = 0x9e3779b9;
   let st = i32x4.add(i32x4.splat(<i32>state), i32x4.mul(kc(K_LANE_1234), i32x4.splat(<i32>golden)));
   const step = i32x4.splat(<i32>(golden * 4));
