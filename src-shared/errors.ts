@@ -7,6 +7,8 @@ export const ERROR_CODES = [
   'BACKEND_UNAVAILABLE',
   'UNSUPPORTED',
   'NOT_FOUND',
+  /** Someone else holds it (e.g. another process trains that run). */
+  'CONFLICT',
   'IO_ERROR',
   'DIVERGED',
   'INTERNAL',

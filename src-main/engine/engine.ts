@@ -4,7 +4,7 @@ import { QuadraError } from '../../src-shared/errors';
 import { queryGpus } from '../hardware/nvidia-smi';
 import { assertPrecisionSupported, selectBackend, type BackendSelection, type GpuSituation } from './backends';
 import { encodeCheckpoint, type CheckpointContents, type EncodeOptions } from './checkpoint';
-import { initialParameters } from './init';
+import { initialFieldState, initialParameters } from './init';
 import type { ForwardResult, LossParts, ModelKernel, OptimizerState } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
 import { Rng } from './random';
@@ -70,8 +70,7 @@ export class OscillatorEngine {
     this.layout = kernel.layout;
     this.rank = rank;
     this.#kernel = kernel;
-    // The field state vector: N(0, 0.1²), seeded.
-    this.#fieldState = new Rng(config.seed ^ 0x5eed).fillNormal(new Float32Array(config.model.fieldSize), 0.1);
+    this.#fieldState = initialFieldState(config.model.fieldSize, config.seed);
   }
 
   static async create(options: EngineOptions = {}): Promise<OscillatorEngine> {

@@ -35,3 +35,8 @@ export function initialParameters(layout: ParamLayout, seed: number): Float32Arr
   }
   return flat;
 }
+
+/** The field state vector's first value: N(0, 0.1²), seeded. */
+export function initialFieldState(fieldSize: number, seed: number): Float32Array {
+  return new Rng(seed ^ 0x5eed).fillNormal(new Float32Array(fieldSize), 0.1);
+}

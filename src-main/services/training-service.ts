@@ -1,37 +1,33 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { parseEngineConfig, type BackendId, type EngineConfig, type EngineConfigInput } from '../../src-shared/engine-config';
+import { parseEngineConfig, type BackendId, type EngineConfig } from '../../src-shared/engine-config';
 import { QuadraError, toErrorData, type ErrorData } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
 import type { DatasetRecord, RunMode, RunRecord } from '../../src-shared/records';
+import {
+  parseOrThrow,
+  parseRunConfig,
+  SYNTHETIC_SPEC,
+  TrainingRequestSchema,
+  type StoredRunConfig,
+  type TrainingRequest,
+  type TrainingRequestInput,
+} from '../../src-shared/run-config';
 import { loadDatasetFile } from '../data/dataset-file';
-import type { LastBatch } from '../data/sampler';
 import { splitTrainValidation } from '../data/split';
 import { parseSyntheticSpec, syntheticRows } from '../data/synthetic';
 import { selectBackend, type ModelWidths } from '../engine/backends';
-import { decodeCheckpoint, encodeCheckpoint } from '../engine/checkpoint';
+import { decodeCheckpoint, encodeCheckpoint, readCheckpointFile, type CheckpointContents } from '../engine/checkpoint';
+import { initialFieldState } from '../engine/init';
 import { buildLayout } from '../engine/layout';
 import type { Store } from '../store/database';
-import { TrainingRun, type ProgressSnapshot, type RunOutcome, type TrainingEvents } from '../training/coordinator';
+import { currentOwner } from '../hardware/process-identity';
+import { TrainingRun, type ProgressSnapshot, type RunOutcome, type TrainingEvents, type TrainingPlan } from '../training/coordinator';
+import type { EngineSnapshot } from '../training/protocol';
 import type { TransportFactory } from '../training/transport';
 
-/** What `quadra train` and the app's wizard ask for. */
-export interface TrainingRequest {
-  name?: string;
-  mode: RunMode;
-  /** Default: one per GPU (multi-gpu), one per physical core (multi-cpu), 1 (single). */
-  workers?: number;
-  backend: BackendId | 'auto';
-  engine: EngineConfigInput;
-  epochs: number;
-  /** 'synthetic:N', a file path (.npy/.csv/.txt), or the name of a registered dataset. */
-  dataset: string;
-  validationFraction?: number;
-  lastBatch?: LastBatch;
-  checkpointEveryEpochs?: number;
-  keepLastCheckpoints?: number;
-}
+export type { TrainingRequest, TrainingRequestInput } from '../../src-shared/run-config';
 
 export interface ServiceContext {
   store: Store;
@@ -58,33 +54,41 @@ export interface TrainingResult {
   storeError: ErrorData | null;
 }
 
-/** The run's settings as stored with it: enough to resume it later. */
-interface StoredRunConfig {
-  engine: EngineConfig;
-  epochs: number;
-  dataset: string;
-  validationFraction: number;
-  lastBatch: LastBatch;
-  checkpointEveryEpochs: number;
-  keepLastCheckpoints: number;
+/** Where a run starts from: a resumed checkpoint, or a warm start's weights. */
+interface StartPoint {
+  state: EngineSnapshot;
+  epoch: number;
+  stepInEpoch: number;
 }
 
-export async function startTraining(request: TrainingRequest, ctx: ServiceContext): Promise<TrainingResult> {
-  const engine = parseEngineConfig(request.engine);
+/**
+ * Starts a run. Everything it needs — config, data, backend, worker counts, a batch to train on,
+ * a warm start's checkpoint — is checked before its row is written, so a failed start leaves no
+ * run behind.
+ */
+export async function startTraining(input: TrainingRequestInput, ctx: ServiceContext): Promise<TrainingResult> {
+  const request: TrainingRequest = parseOrThrow(TrainingRequestSchema, input, 'training request', 'INVALID_ARGUMENT');
+  const warm = request.initFrom ? await readInitCheckpoint(ctx.store, request.initFrom) : null;
+  // The request's own engine settings, before defaults: a warm start takes the rest from the checkpoint.
+  const engine = parseEngineConfig(warm ? warmStartEngine(input.engine, warm.contents, warm.label) : request.engine);
   // Refuse an impossible model before loading data or starting anything.
   buildLayout(engine.model);
   const stored: StoredRunConfig = {
     engine,
-    epochs: positive(request.epochs, 'epochs'),
-    dataset: request.dataset,
+    epochs: request.epochs,
+    dataset: typeof request.dataset === 'string' ? request.dataset : `dataset ${request.dataset.datasetId}`,
     validationFraction: request.validationFraction ?? 0.1,
     lastBatch: request.lastBatch ?? 'drop',
-    checkpointEveryEpochs: positive(request.checkpointEveryEpochs ?? 5, 'checkpointEveryEpochs'),
-    keepLastCheckpoints: positive(request.keepLastCheckpoints ?? 3, 'keepLastCheckpoints'),
+    checkpointEveryEpochs: request.checkpointEveryEpochs ?? 5,
+    keepLastCheckpoints: request.keepLastCheckpoints ?? 3,
+    ...(warm ? { initFrom: { ...warm.source, resetOptimizer: request.resetOptimizer ?? false } } : {}),
   };
   const workers = request.workers ?? defaultWorkers(request.mode, ctx.hardware);
   const dataset = await resolveDataset(ctx.store, request.dataset, engine);
   const backend = await resolveBackend(request.mode, request.backend, ctx.hardware, engine.model);
+  const start = warm ? { state: warmStartState(warm.contents, engine, request.resetOptimizer ?? false), epoch: 1, stepInEpoch: 0 } : undefined;
+  const plan = planFor(stored, dataset.data, request.mode, workers, backend, ctx, start);
+  const owner = currentOwner();
   const run = ctx.store.runs.create({
     name: request.name ?? `${request.mode} ${new Date().toISOString().slice(0, 16).replace('T', ' ')}`,
     config: stored,
@@ -92,16 +96,26 @@ export async function startTraining(request: TrainingRequest, ctx: ServiceContex
     backend,
     devices: devicesFor(request.mode, workers, ctx.hardware),
     workers,
-    datasetId: dataset.record.id,
-    ownerPid: process.pid,
+    datasetId: dataset.register().id,
+    ownerPid: owner.pid,
+    ownerStart: owner.start,
   });
-  return execute(run, stored, dataset.data, backend, ctx, undefined);
+  return execute(run, stored, plan, ctx);
 }
 
 /** Continues a run from one of its checkpoints (default: the latest): same run, same curve. */
 export async function resumeTraining(runId: number, ctx: ServiceContext, fromCheckpointId?: number): Promise<TrainingResult> {
   const run = ctx.store.runs.get(runId);
-  const stored = run.config as StoredRunConfig;
+  const parsed = parseRunConfig(runId, run.config);
+  if (parsed.kind === 'imported') {
+    const latest = ctx.store.checkpoints.latest(runId);
+    throw new QuadraError(
+      'INVALID_ARGUMENT',
+      `run ${runId} was imported from ${parsed.importedFrom} and has no dataset or schedule to continue; train a new run from its checkpoint with a dataset: quadra train --init-from ${latest?.id ?? 'CHECKPOINT_ID'} --dataset DATA --epochs N (in the app: Checkpoints → Train from this checkpoint)`,
+      { runId, needs: 'dataset', checkpointId: latest?.id ?? null },
+    );
+  }
+  const { kind: _kind, ...stored } = parsed;
   const checkpointRecord = fromCheckpointId === undefined ? ctx.store.checkpoints.latest(runId) : ctx.store.checkpoints.get(fromCheckpointId);
   if (!checkpointRecord) throw new QuadraError('NOT_FOUND', `run ${runId} has no checkpoint to resume from`, { runId });
   if (checkpointRecord.runId !== runId) {
@@ -116,31 +130,113 @@ export async function resumeTraining(runId: number, ctx: ServiceContext, fromChe
   if (!Number.isSafeInteger(resumeEpoch) || !Number.isSafeInteger(resumeStep)) {
     throw new QuadraError('INVALID_FILE', `checkpoint ${checkpointRecord.id} does not record where the sampler stood (resume_epoch / resume_step_in_epoch)`);
   }
-  const dataset = await resolveDataset(ctx.store, stored.dataset, stored.engine);
+  const dataset = await resolveDataset(ctx.store, resumeDatasetOf(runId, run, stored), stored.engine);
   const backend = await resolveBackend(run.mode, run.backend, ctx.hardware, stored.engine.model);
-  // The curve continues from the checkpoint: later points belong to the abandoned continuation.
-  ctx.store.metrics.deleteAfter(runId, contents.step);
-  ctx.store.runs.setStatus(runId, 'queued', { ownerPid: process.pid });
   const start = {
     state: { parameters: contents.parameters, optimizer: contents.optimizer, fieldState: contents.fieldState, step: contents.step },
     epoch: resumeEpoch,
     stepInEpoch: resumeStep,
   };
-  return execute(ctx.store.runs.get(runId), stored, dataset.data, backend, ctx, start);
+  const plan = planFor(stored, dataset.data, run.mode, run.workers, backend, ctx, start);
+  // Atomic: a second resume (another process, the app) is refused here, before anything changes.
+  const claimed = ctx.store.runs.claim(runId, currentOwner());
+  // The curve continues from the checkpoint: later points belong to the abandoned continuation.
+  ctx.store.metrics.deleteAfter(runId, contents.step);
+  return execute(claimed, stored, plan, ctx);
 }
 
-async function execute(
-  run: RunRecord,
+/** The data a resumed run trains on: its synthetic spec, or the dataset it registered (by id). */
+function resumeDatasetOf(runId: number, run: RunRecord, stored: StoredRunConfig): string | { datasetId: number } {
+  if (SYNTHETIC_SPEC.test(stored.dataset) || stored.dataset.startsWith('synthetic')) return stored.dataset;
+  if (run.datasetId === null) {
+    throw new QuadraError('NOT_FOUND', `run ${runId}'s dataset (${stored.dataset}) is no longer registered; import it again and train from the run's checkpoint with --init-from`, { runId });
+  }
+  return { datasetId: run.datasetId };
+}
+
+/** The training plan, checked (TrainingRun.check) so a run that cannot start is refused before it is recorded. */
+function planFor(
   stored: StoredRunConfig,
   data: LoadedData,
+  mode: RunMode,
+  workers: number,
   backend: BackendId,
   ctx: ServiceContext,
-  start: { state: { parameters: Float32Array; optimizer: NonNullable<ReturnType<typeof decodeCheckpoint>['optimizer']>; fieldState: Float32Array; step: number }; epoch: number; stepInEpoch: number } | undefined,
-): Promise<TrainingResult> {
-  const { store } = ctx;
+  start: StartPoint | undefined,
+): TrainingPlan {
   const split = splitTrainValidation(data.rows, stored.validationFraction, stored.engine.seed);
+  const plan: TrainingPlan = {
+    config: stored.engine,
+    mode,
+    workers,
+    backend,
+    gpu: { gpus: ctx.hardware.gpus, nvidiaSmi: ctx.hardware.nvidiaSmi },
+    epochs: stored.epochs,
+    data: data.values,
+    trainRows: split.train,
+    validationRows: split.validation,
+    lastBatch: stored.lastBatch,
+    checkpointEveryEpochs: stored.checkpointEveryEpochs,
+    ...(start ? { start } : {}),
+    ...(ctx.transport ? { transport: ctx.transport } : {}),
+  };
+  TrainingRun.check(plan);
+  return plan;
+}
+
+/** A warm start's checkpoint: a stored one by id, or (CLI) a .safetensors/.pth file. */
+async function readInitCheckpoint(
+  store: Store,
+  from: NonNullable<TrainingRequest['initFrom']>,
+): Promise<{ contents: CheckpointContents; label: string; source: { checkpointId: number } | { file: string } }> {
+  if ('checkpointId' in from) {
+    const record = store.checkpoints.get(from.checkpointId);
+    const label = `checkpoint ${record.id}`;
+    return { contents: decodeCheckpoint(store.checkpoints.getData(record.id), label), label, source: { checkpointId: record.id } };
+  }
+  const { contents } = await readCheckpointFile(from.file);
+  return { contents, label: from.file, source: { file: path.resolve(from.file) } };
+}
+
+/**
+ * The engine config of a warm start: the checkpoint's model (and, for ours, its other settings),
+ * with the request's own settings on top. A width that differs from the checkpoint's is an error:
+ * the weights would not fit.
+ */
+function warmStartEngine(requested: TrainingRequestInput['engine'], contents: CheckpointContents, label: string): unknown {
+  const model = { ...(contents.engineConfig?.model ?? {}), ...contents.model };
+  for (const key of ['fieldSize', 'hiddenSize', 'spikingHiddenSize'] as const) {
+    const asked = requested.model?.[key];
+    if (asked !== undefined && asked !== model[key]) {
+      throw new QuadraError('SHAPE_MISMATCH', `${label} holds a model with ${key} ${model[key]}, but ${key} ${asked} was asked for; leave it out to use the checkpoint's`, {
+        field: key,
+        expected: model[key],
+        found: asked,
+      });
+    }
+  }
+  return { ...(contents.engineConfig ?? {}), ...requested, model: { ...model, ...(requested.model ?? {}) } };
+}
+
+/** The engine state a warm start begins with: the checkpoint's weights, and its optimizer unless reset or absent. */
+function warmStartState(contents: CheckpointContents, engine: EngineConfig, resetOptimizer: boolean): EngineSnapshot {
+  const total = contents.parameters.length;
+  const keep = !resetOptimizer && contents.optimizer !== null;
+  return {
+    parameters: contents.parameters,
+    optimizer: keep ? contents.optimizer! : { m: new Float32Array(total), v: new Float32Array(total), fieldStep: 0, spikeStep: 0 },
+    fieldState: contents.fieldState ?? initialFieldState(engine.model.fieldSize, engine.seed),
+    step: keep ? (contents.step ?? 0) : 0,
+  };
+}
+
+async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPlan, ctx: ServiceContext): Promise<TrainingResult> {
+  const { store } = ctx;
+  const backend = plan.backend as BackendId;
+  const previousDurationS = run.summary.durationS ?? 0;
   let storeError: ErrorData | null = null;
-  let lastRecordedStep = -1;
+  // A point is recorded per step reached; the start (a resumed or warm-started step) is not a new one.
+  let lastRecordedStep = plan.start?.state.step ?? 0;
   const cpu = new CpuMeter();
   let training: TrainingRun | null = null;
   /** A store write that fails stops the run cleanly instead of losing track of it. */
@@ -153,84 +249,72 @@ async function execute(
       training?.cancel();
     }
   };
-  training = new TrainingRun(
-    {
-      config: stored.engine,
-      mode: run.mode,
-      workers: run.workers,
-      backend,
-      gpu: { gpus: ctx.hardware.gpus, nvidiaSmi: ctx.hardware.nvidiaSmi },
-      epochs: stored.epochs,
-      data: data.values,
-      trainRows: split.train,
-      validationRows: split.validation,
-      lastBatch: stored.lastBatch,
-      checkpointEveryEpochs: stored.checkpointEveryEpochs,
-      ...(start ? { start } : {}),
-      ...(ctx.transport ? { transport: ctx.transport } : {}),
+  training = new TrainingRun(plan, {
+    workersReady: () => {
+      record(() => store.runs.setStatus(run.id, 'running'));
+      ctx.onStatus?.(run.id);
     },
-    {
-      workersReady: () => {
-        record(() => store.runs.setStatus(run.id, 'running', { ownerPid: process.pid }));
-        ctx.onStatus?.(run.id);
-      },
-      status: (status) => {
-        record(() => store.runs.setStatus(run.id, status, { ownerPid: process.pid }));
-        ctx.onStatus?.(run.id);
-      },
-      progress: (snapshot) => {
-        ctx.onProgress?.(run.id, snapshot);
-        if (snapshot.step === lastRecordedStep || snapshot.step === 0) return;
-        lastRecordedStep = snapshot.step;
-        const rss = snapshot.workers.reduce((sum, w) => sum + (w.memory?.rssBytes ?? 0), 0);
-        record(() =>
-          store.metrics.append([
-            {
-              runId: run.id,
-              step: snapshot.step,
-              epoch: snapshot.epoch,
-              time: Date.now(),
-              trainLoss: finiteOrNull(snapshot.trainLoss),
-              validationLoss: finiteOrNull(snapshot.validationLoss),
-              samplesPerSec: finiteOrNull(snapshot.samplesPerSec),
-              gpuMemoryMiB: null,
-              cpuPercent: cpu.percent(),
-              rssBytes: rss > 0 ? rss : null,
-            },
-          ]),
-        );
-      },
-      epochEnd: (summary) => ctx.onEpoch?.(run.id, summary),
-      checkpoint: (c) => {
-        const bytes = encodeCheckpoint(
-          { config: stored.engine, ...c.state, backend },
+    status: (status) => {
+      record(() => store.runs.setStatus(run.id, status));
+      ctx.onStatus?.(run.id);
+    },
+    progress: (snapshot) => {
+      ctx.onProgress?.(run.id, snapshot);
+      if (snapshot.step === lastRecordedStep || snapshot.step === 0) return;
+      lastRecordedStep = snapshot.step;
+      const rss = snapshot.workers.reduce((sum, w) => sum + (w.memory?.rssBytes ?? 0), 0);
+      record(() =>
+        store.metrics.append([
           {
-            extraMetadata: {
-              run_id: String(run.id),
-              epoch: String(c.epoch),
-              resume_epoch: String(c.resumeAt.epoch),
-              resume_step_in_epoch: String(c.resumeAt.stepInEpoch),
-            },
+            runId: run.id,
+            step: snapshot.step,
+            epoch: snapshot.epoch,
+            time: Date.now(),
+            trainLoss: finiteOrNull(snapshot.trainLoss),
+            validationLoss: finiteOrNull(snapshot.validationLoss),
+            samplesPerSec: finiteOrNull(snapshot.samplesPerSec),
+            gpuMemoryMiB: null,
+            cpuPercent: cpu.percent(),
+            rssBytes: rss > 0 ? rss : null,
           },
-        );
-        // Throws (and so stops the run) when the database cannot take it: nothing is half-written.
-        store.checkpoints.add({ runId: run.id, epoch: c.epoch, step: c.step, validationLoss: finiteOrNull(c.validationLoss), trainLoss: finiteOrNull(c.trainLoss), data: bytes });
-        store.checkpoints.prune(run.id, stored.keepLastCheckpoints);
-      },
+        ]),
+      );
     },
-  );
+    epochEnd: (summary) => ctx.onEpoch?.(run.id, summary),
+    checkpoint: (c) => {
+      const bytes = encodeCheckpoint(
+        { config: stored.engine, ...c.state, backend },
+        {
+          extraMetadata: {
+            run_id: String(run.id),
+            epoch: String(c.epoch),
+            resume_epoch: String(c.resumeAt.epoch),
+            resume_step_in_epoch: String(c.resumeAt.stepInEpoch),
+          },
+        },
+      );
+      // Throws (and so stops the run) when the database cannot take it: nothing is half-written.
+      store.checkpoints.add({ runId: run.id, epoch: c.epoch, step: c.step, validationLoss: finiteOrNull(c.validationLoss), trainLoss: finiteOrNull(c.trainLoss), data: bytes });
+      store.checkpoints.prune(run.id, stored.keepLastCheckpoints);
+    },
+  });
   ctx.onStarted?.(run.id, training);
   const outcome = await training.run();
   const status: RunRecord['status'] = storeError ? 'failed' : outcome.status;
   const reason = storeError ? (storeError as ErrorData).message : outcome.error?.message ?? null;
   record(() => {
+    // What the metrics and checkpoints say first; then this segment's own figures where it has them,
+    // so a resume that trains nothing (or fails at once) never erases what the run had reached.
+    store.runs.refreshSummary(run.id);
     store.runs.updateSummary(run.id, {
-      lastTrainLoss: finiteOrNull(outcome.finalTrainLoss),
-      bestValidationLoss: finiteOrNull(outcome.bestValidationLoss),
-      samplesPerSec: finiteOrNull(outcome.samplesPerSec),
-      durationS: outcome.durationS,
       steps: outcome.step,
-      epochs: outcome.epoch,
+      // A resume with no epoch left to train stands at the next epoch, which never began.
+      epochs: Math.min(outcome.epoch, stored.epochs),
+      durationS: previousDurationS + outcome.durationS,
+      ...definedOnly({
+        lastTrainLoss: finiteOrNull(outcome.finalTrainLoss),
+        samplesPerSec: finiteOrNull(outcome.samplesPerSec),
+      }),
     });
     store.runs.setStatus(run.id, status, { failureReason: status === 'completed' || status === 'cancelled' ? null : reason });
   });
@@ -240,38 +324,51 @@ async function execute(
   return { runId: run.id, mode: run.mode, workers: run.workers, backend, status, outcome, bestCheckpointId: best?.id ?? null, latestCheckpointId: latest?.id ?? null, storeError };
 }
 
+/** The entries whose value is not null (null means "this segment does not know"). */
+function definedOnly<T extends Record<string, number | null>>(values: T): Partial<{ [K in keyof T]: number }> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== null)) as Partial<{ [K in keyof T]: number }>;
+}
+
 interface LoadedData {
   rows: number;
   width: number;
   values: Float32Array;
 }
 
-/** Resolves 'synthetic:N', a file path or a registered dataset name, registering what is new. */
-export async function resolveDataset(store: Store, spec: string, engine: EngineConfig): Promise<{ record: DatasetRecord; data: LoadedData }> {
+/**
+ * Resolves 'synthetic:N', a registered dataset ({ datasetId }, or from the CLI its name) or (CLI) a
+ * file path, loading the data. What is new is registered only by `register()`, which the caller
+ * calls once the run is sure to start.
+ */
+export async function resolveDataset(
+  store: Store,
+  spec: string | { datasetId: number },
+  engine: EngineConfig,
+): Promise<{ data: LoadedData; register: () => DatasetRecord }> {
   const F = engine.model.fieldSize;
-  if (spec.startsWith('synthetic')) {
+  if (typeof spec === 'string' && spec.startsWith('synthetic')) {
     const rows = parseSyntheticSpec(spec);
     const values = syntheticRows(rows, F, engine.seed);
     const name = `synthetic:${rows}x${F}:seed${engine.seed}`;
-    const record = store.datasets.getByName(name) ?? store.datasets.add({ name, kind: 'synthetic', sourcePath: null, rows, width: F, sha256: sha256Of(values) });
-    return { record, data: { rows, width: F, values } };
+    const register = () => store.datasets.getByName(name) ?? store.datasets.add({ name, kind: 'synthetic', sourcePath: null, rows, width: F, sha256: sha256Of(values) });
+    return { data: { rows, width: F, values }, register };
   }
-  const registered = store.datasets.getByName(spec);
+  const registered = typeof spec === 'string' ? store.datasets.getByName(spec) : store.datasets.get(spec.datasetId);
   if (registered) {
+    const label = `"${registered.name}"`;
     if (registered.kind === 'synthetic' || !registered.sourcePath) {
-      throw new QuadraError('INVALID_ARGUMENT', `dataset "${spec}" is synthetic; use --dataset synthetic:N`);
+      throw new QuadraError('INVALID_ARGUMENT', `dataset ${label} is synthetic; use synthetic:N`);
     }
     const loaded = await loadDatasetFile(registered.sourcePath, { expectedWidth: F });
     if (loaded.sha256 !== registered.sha256) {
-      throw new QuadraError('INVALID_FILE', `${registered.sourcePath}: the file changed since it was imported as "${spec}" (sha256 differs); import it again`, {
+      throw new QuadraError('INVALID_FILE', `${registered.sourcePath}: the file changed since it was imported as ${label} (sha256 differs); import it again`, {
         file: registered.sourcePath,
       });
     }
-    return { record: registered, data: { rows: loaded.rows, width: loaded.width, values: loaded.data } };
+    return { data: { rows: loaded.rows, width: loaded.width, values: loaded.data }, register: () => registered };
   }
-  const loaded = await loadDatasetFile(spec, { expectedWidth: F });
-  const record = importedRecord(store, loaded, undefined);
-  return { record, data: { rows: loaded.rows, width: loaded.width, values: loaded.data } };
+  const loaded = await loadDatasetFile(spec as string, { expectedWidth: F });
+  return { data: { rows: loaded.rows, width: loaded.width, values: loaded.data }, register: () => importedRecord(store, loaded, undefined) };
 }
 
 /** Registers a loaded file (reusing the record when the same bytes were imported before). */
@@ -308,11 +405,6 @@ export function defaultWorkers(mode: RunMode, hardware: HardwareInfo): number {
 function devicesFor(mode: RunMode, workers: number, hardware: HardwareInfo): string[] {
   if (mode === 'multi-gpu') return hardware.gpus.slice(0, workers).map((g) => `GPU ${g.index}: ${g.name}`);
   return Array.from({ length: workers }, (_, i) => `CPU worker ${i}`);
-}
-
-function positive(value: number, field: string): number {
-  if (!Number.isInteger(value) || value < 1) throw new QuadraError('INVALID_ARGUMENT', `${field} must be a whole number ≥ 1, got ${value}`, { field });
-  return value;
 }
 
 function finiteOrNull(value: number | null | undefined): number | null {

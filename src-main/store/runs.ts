@@ -11,10 +11,17 @@ import {
   type RunSummary,
 } from '../../src-shared/records';
 import { assertOneOf, assertWholeNumber, notFound, toJsonText, type StoreContext } from './context';
+import { isOwnerAlive, type RunOwner } from '../hardware/process-identity';
 
 export type NewRun = Pick<RunRecord, 'name' | 'config' | 'mode' | 'backend' | 'devices' | 'workers' | 'datasetId' | 'ownerPid'> & {
   status?: 'queued';
+  /** The owner's process start mark (src-main/store/owner.ts), so a reused pid is not taken for it. */
+  ownerStart?: string | null;
 };
+
+/** Tells whether a run's recorded owner still runs. */
+export type OwnerCheck = (pid: number, start: string | null) => boolean;
+const ownerAlive: OwnerCheck = (pid, start) => isOwnerAlive({ pid, start });
 
 export interface ListRunsOptions {
   /** At most this many runs (newest first); all when omitted. */
@@ -43,6 +50,7 @@ interface RunRow {
   started_at: string | null;
   ended_at: string | null;
   owner_pid: number | null;
+  owner_start: string | null;
   best_validation_loss: number | null;
   best_train_loss: number | null;
   last_train_loss: number | null;
@@ -57,7 +65,7 @@ interface RunRow {
 type SummaryParams = { [K in keyof RunSummary]: RunSummary[K] } & { id: number };
 
 const COLUMNS = `id, name, config, mode, backend, devices, workers, dataset_id, status, created_at, started_at, ended_at,
-  owner_pid, best_validation_loss, best_train_loss, last_train_loss, last_validation_loss, samples_per_sec, duration_s,
+  owner_pid, owner_start, best_validation_loss, best_train_loss, last_train_loss, last_validation_loss, samples_per_sec, duration_s,
   steps, epochs, failure_reason`;
 
 function toRecord(row: RunRow): RunRecord {
@@ -89,15 +97,6 @@ function toRecord(row: RunRow): RunRecord {
   };
 }
 
-/** True when a process with that pid exists (EPERM: it exists but belongs to another user). */
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const isFinished = (status: RunStatus) => (FINISHED_RUN_STATUSES as readonly RunStatus[]).includes(status);
 
@@ -109,19 +108,22 @@ export class RunRepository {
   readonly #setStatus: Statement<{ id: number; status: RunStatus; now: string; finished: number; failureReason: string | null }>;
   readonly #setOwner: Statement<{ id: number; ownerPid: number | null }>;
   readonly #setSummary: Statement<SummaryParams>;
-  readonly #ownedActive: Statement<[], { id: number; owner_pid: number }>;
+  readonly #ownedActive: Statement<[], { id: number; owner_pid: number; owner_start: string | null }>;
+  readonly #claim: Statement<{ id: number; ownerPid: number; ownerStart: string | null }>;
+  readonly #refreshSummary: Statement<{ id: number }>;
   readonly #interrupt: Statement<{ id: number; now: string; failureReason: string }>;
   readonly #delete: Statement<[number]>;
   readonly #setStatusTx: (id: number, status: RunStatus, options: SetStatusOptions) => RunRecord;
   readonly #updateSummaryTx: (id: number, summary: Partial<RunSummary>) => RunRecord;
-  readonly #markInterruptedTx: Transaction<(isAlive: (pid: number) => boolean) => number[]>;
+  readonly #markInterruptedTx: Transaction<(isAlive: OwnerCheck) => number[]>;
+  readonly #claimTx: Transaction<(id: number, owner: RunOwner, isAlive: OwnerCheck) => RunRecord>;
 
   constructor(ctx: StoreContext) {
     this.#ctx = ctx;
     const db = ctx.db;
     this.#insert = db.prepare(
-      `INSERT INTO runs (name, config, mode, backend, devices, workers, dataset_id, status, created_at, owner_pid)
-       VALUES (:name, :config, :mode, :backend, :devices, :workers, :datasetId, 'queued', :createdAt, :ownerPid)
+      `INSERT INTO runs (name, config, mode, backend, devices, workers, dataset_id, status, created_at, owner_pid, owner_start)
+       VALUES (:name, :config, :mode, :backend, :devices, :workers, :datasetId, 'queued', :createdAt, :ownerPid, :ownerStart)
        RETURNING ${COLUMNS}`,
     );
     this.#byId = db.prepare(`SELECT ${COLUMNS} FROM runs WHERE id = ?`);
@@ -138,6 +140,28 @@ export class RunRepository {
        WHERE id = :id`,
     );
     this.#setOwner = db.prepare('UPDATE runs SET owner_pid = :ownerPid WHERE id = :id');
+    this.#claim = db.prepare(
+      `UPDATE runs SET status = 'queued', owner_pid = :ownerPid, owner_start = :ownerStart, ended_at = NULL, failure_reason = NULL
+       WHERE id = :id`,
+    );
+    // What the stored metrics and checkpoints say, for a run whose process never wrote its summary
+    // (killed) or wrote only the last segment's (resumed): the largest step and epoch reached, the
+    // best losses, the last losses and the mean throughput. Values with nothing behind them are kept.
+    this.#refreshSummary = db.prepare(
+      `UPDATE runs SET
+         steps = coalesce((SELECT max(s) FROM (SELECT max(step) AS s FROM metrics WHERE run_id = :id
+                           UNION ALL SELECT max(step) FROM checkpoints WHERE run_id = :id)), steps),
+         epochs = coalesce((SELECT max(e) FROM (SELECT max(epoch) AS e FROM metrics WHERE run_id = :id
+                            UNION ALL SELECT max(epoch) FROM checkpoints WHERE run_id = :id)), epochs),
+         best_validation_loss = coalesce((SELECT min(v) FROM (SELECT min(validation_loss) AS v FROM metrics WHERE run_id = :id
+                                          UNION ALL SELECT min(validation_loss) FROM checkpoints WHERE run_id = :id)), best_validation_loss),
+         best_train_loss = coalesce((SELECT min(v) FROM (SELECT min(train_loss) AS v FROM metrics WHERE run_id = :id
+                                     UNION ALL SELECT min(train_loss) FROM checkpoints WHERE run_id = :id)), best_train_loss),
+         last_train_loss = coalesce((SELECT train_loss FROM metrics WHERE run_id = :id AND train_loss IS NOT NULL ORDER BY step DESC LIMIT 1), last_train_loss),
+         last_validation_loss = coalesce((SELECT validation_loss FROM metrics WHERE run_id = :id AND validation_loss IS NOT NULL ORDER BY step DESC LIMIT 1), last_validation_loss),
+         samples_per_sec = coalesce((SELECT avg(samples_per_sec) FROM metrics WHERE run_id = :id), samples_per_sec)
+       WHERE id = :id`,
+    );
     this.#setSummary = db.prepare(
       `UPDATE runs SET best_validation_loss = :bestValidationLoss, best_train_loss = :bestTrainLoss,
          last_train_loss = :lastTrainLoss, last_validation_loss = :lastValidationLoss, samples_per_sec = :samplesPerSec,
@@ -145,7 +169,7 @@ export class RunRepository {
        WHERE id = :id`,
     );
     this.#ownedActive = db.prepare(
-      "SELECT id, owner_pid FROM runs WHERE status IN ('queued', 'running', 'paused') AND owner_pid IS NOT NULL ORDER BY id",
+      "SELECT id, owner_pid, owner_start FROM runs WHERE status IN ('queued', 'running', 'paused') AND owner_pid IS NOT NULL ORDER BY id",
     );
     this.#interrupt = db.prepare(
       `UPDATE runs SET status = 'interrupted', ended_at = :now, failure_reason = :failureReason
@@ -174,15 +198,33 @@ export class RunRepository {
       this.#setSummary.run({ ...next, id });
       return { ...current, summary: next };
     });
-    this.#markInterruptedTx = db.transaction((isAlive: (pid: number) => boolean) => {
+    this.#markInterruptedTx = db.transaction((isAlive: OwnerCheck) => {
       const now = ctx.now();
       const changed: number[] = [];
-      for (const { id, owner_pid: pid } of this.#ownedActive.all()) {
-        if (isAlive(pid)) continue;
+      for (const { id, owner_pid: pid, owner_start: start } of this.#ownedActive.all()) {
+        if (isAlive(pid, start)) continue;
         const failureReason = `the process running it stopped unexpectedly (pid ${pid})`;
-        if (this.#interrupt.run({ id, now, failureReason }).changes > 0) changed.push(id);
+        if (this.#interrupt.run({ id, now, failureReason }).changes > 0) {
+          this.#refreshSummary.run({ id });
+          changed.push(id);
+        }
       }
       return changed;
+    });
+    this.#claimTx = db.transaction((id: number, owner: RunOwner, isAlive: OwnerCheck) => {
+      const row = this.#byId.get(id);
+      if (row === undefined) throw notFound('run', id);
+      const live = row.status === 'queued' || row.status === 'running' || row.status === 'paused';
+      const same = row.owner_pid === owner.pid && row.owner_start === owner.start;
+      if (live && row.owner_pid !== null && !same && isAlive(row.owner_pid, row.owner_start)) {
+        throw new QuadraError(
+          'CONFLICT',
+          `run ${id} is ${row.status} in another process (pid ${row.owner_pid}); stop it there first (Ctrl-C, or Cancel in the app that trains it), then resume`,
+          { runId: id, ownerPid: row.owner_pid },
+        );
+      }
+      this.#claim.run({ id, ownerPid: owner.pid, ownerStart: owner.start });
+      return this.get(id);
     });
   }
 
@@ -206,6 +248,7 @@ export class RunRepository {
         datasetId: run.datasetId,
         createdAt: this.#ctx.now(),
         ownerPid: run.ownerPid,
+        ownerStart: run.ownerStart ?? null,
       });
       return toRecord(row!);
     });
@@ -248,9 +291,25 @@ export class RunRepository {
    * Runs without an ownerPid are left alone: nothing tells whether they are still going.
    * Returns the ids it changed.
    */
-  markInterruptedRuns(isAlive: (pid: number) => boolean = isProcessAlive): number[] {
+  markInterruptedRuns(isAlive: OwnerCheck = ownerAlive): number[] {
     // IMMEDIATE: take the write lock before reading, so no other writer changes a status in between.
     return this.#ctx.write('mark interrupted runs', () => this.#markInterruptedTx.immediate(isAlive));
+  }
+
+  /**
+   * Takes the run for `owner` (queued, no end time, no failure), atomically: refused with CONFLICT
+   * naming the holder while another live process owns it, so two resumes never train one run.
+   */
+  claim(id: number, owner: RunOwner, isAlive: OwnerCheck = ownerAlive): RunRecord {
+    // IMMEDIATE: the owner read and the claim are one step no other writer can come between.
+    return this.#ctx.write(`claim run ${id}`, () => this.#claimTx.immediate(id, owner, isAlive));
+  }
+
+  /** Rewrites the summary from the run's stored metrics and checkpoints (see #refreshSummary). */
+  refreshSummary(id: number): RunRecord {
+    const { changes } = this.#ctx.write(`refresh the summary of run ${id}`, () => this.#refreshSummary.run({ id }));
+    if (changes === 0) throw notFound('run', id);
+    return this.get(id);
   }
 
   /** Deletes the run with its metrics and checkpoints. */

@@ -7,7 +7,7 @@ import type { LossParts } from '../engine/kernel';
 import type { EngineSnapshot, WorkerMemory } from './protocol';
 import { buildLayout } from '../engine/layout';
 import { createExchange } from './gradient-exchange';
-import { abortSharedExchange, createSharedExchange, type SharedExchangeLayout } from './shared-exchange';
+import { abortSharedExchange, createSharedExchange, MAX_SHARED_EXCHANGE_WORKERS, type SharedExchangeLayout } from './shared-exchange';
 import { threadTransport } from './thread-transport';
 import { forkTransport, type TransportFactory } from './transport';
 import { WorkerHandle, type WorkerExit } from './worker-handle';
@@ -120,23 +120,9 @@ export class TrainingRun {
   #shared: SharedExchangeLayout | null = null;
 
   constructor(plan: TrainingPlan, events: TrainingEvents = {}) {
-    if (!Number.isInteger(plan.workers) || plan.workers < 1) {
-      throw new QuadraError('INVALID_ARGUMENT', `workers must be a whole number ≥ 1, got ${plan.workers}`, { field: 'workers' });
-    }
-    if (plan.mode === 'multi-gpu' && plan.workers > plan.gpu.gpus.length) {
-      throw new QuadraError('INVALID_ARGUMENT', `multi-gpu mode with ${plan.workers} workers needs ${plan.workers} GPUs, ${plan.gpu.gpus.length} found`, {
-        field: 'workers',
-      });
-    }
+    this.#sampler = TrainingRun.check(plan);
     this.plan = plan;
     this.#events = events;
-    this.#sampler = new EpochSampler({
-      indices: plan.trainRows,
-      globalBatch: plan.config.batchSize,
-      workers: plan.workers,
-      seed: plan.config.seed,
-      lastBatch: plan.lastBatch,
-    });
     let fail!: (error: QuadraError) => void;
     const promise = new Promise<never>((_, reject) => (fail = reject));
     promise.catch(() => undefined);
@@ -153,6 +139,36 @@ export class TrainingRun {
       elapsedS: 0,
       workers: [],
     };
+  }
+
+  /**
+   * Everything that would make the plan fail to start, checked before anything is recorded or
+   * started: worker counts (GPUs, the shared exchange's room), and a sampler that has a batch to
+   * give. Returns that sampler.
+   */
+  static check(plan: TrainingPlan): EpochSampler {
+    if (!Number.isInteger(plan.workers) || plan.workers < 1) {
+      throw new QuadraError('INVALID_ARGUMENT', `workers must be a whole number ≥ 1, got ${plan.workers}`, { field: 'workers' });
+    }
+    if (plan.mode === 'multi-gpu' && plan.workers > plan.gpu.gpus.length) {
+      throw new QuadraError('INVALID_ARGUMENT', `multi-gpu mode with ${plan.workers} workers needs ${plan.workers} GPUs, ${plan.gpu.gpus.length} found`, {
+        field: 'workers',
+      });
+    }
+    if (plan.workers > 1 && usesSharedMemory(plan) && plan.workers > MAX_SHARED_EXCHANGE_WORKERS) {
+      throw new QuadraError(
+        'INVALID_ARGUMENT',
+        `the ${plan.backend} backend trains at most ${MAX_SHARED_EXCHANGE_WORKERS} workers (its shared-memory gradient exchange), got ${plan.workers}`,
+        { field: 'workers', max: MAX_SHARED_EXCHANGE_WORKERS },
+      );
+    }
+    return new EpochSampler({
+      indices: plan.trainRows,
+      globalBatch: plan.config.batchSize,
+      workers: plan.workers,
+      seed: plan.config.seed,
+      lastBatch: plan.lastBatch,
+    });
   }
 
   cancel(): void {
@@ -226,7 +242,7 @@ export class TrainingRun {
     const { plan } = this;
     // The simd backend always trains in threads (also in Electron, whose default transport is a
     // utility process): its all-reduce is through shared memory.
-    const factory = plan.backend === 'simd' && !plan.transport?.sharesMemory ? threadTransport : (plan.transport ?? forkTransport);
+    const factory = transportFor(plan);
     for (let rank = 0; rank < plan.workers; rank++) {
       // One GPU per worker: CUDA numbers the visible devices from 0 in each process.
       const env: Record<string, string> = plan.mode === 'multi-gpu' ? { CUDA_VISIBLE_DEVICES: String(rank) } : {};
@@ -405,4 +421,13 @@ export class TrainingRun {
 function workerDied(exit: WorkerExit): QuadraError {
   const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
   return new QuadraError('INTERNAL', `worker rank ${exit.rank} (pid ${exit.pid}) ${how}`, { rank: exit.rank, code: exit.code, signal: exit.signal });
+}
+
+/** How the plan's workers start: simd always in threads (its all-reduce is through shared memory). */
+function transportFor(plan: TrainingPlan): TransportFactory {
+  return plan.backend === 'simd' && !plan.transport?.sharesMemory ? threadTransport : (plan.transport ?? forkTransport);
+}
+
+function usesSharedMemory(plan: TrainingPlan): boolean {
+  return transportFor(plan).sharesMemory === true;
 }

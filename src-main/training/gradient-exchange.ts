@@ -1,7 +1,8 @@
-import { closeSync, existsSync, ftruncateSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readdirSync, readSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { isProcessAlive } from '../hardware/process-identity';
 
 /**
  * The gradient all-reduce through shared memory: a file with one slot per worker, in /dev/shm
@@ -18,10 +19,22 @@ export interface ExchangeLayout {
   size: number;
 }
 
-/** Creates the exchange file (the coordinator owns it and removes it after the run). */
+const PREFIX = 'quadra-grad-';
+
+/** /dev/shm (RAM) where there is one, else the temp folder. */
+export function exchangeFolder(): string {
+  return existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+}
+
+/**
+ * Creates the exchange file (the coordinator owns it and removes it after the run). Files left by
+ * a coordinator that was killed (its pid, in the name, no longer runs) are removed first: in
+ * /dev/shm they would hold RAM until the next reboot.
+ */
 export function createExchange(workers: number, size: number): ExchangeLayout & { remove: () => void } {
-  const folder = existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
-  const file = path.join(folder, `quadra-grad-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const folder = exchangeFolder();
+  removeOrphanedExchanges(folder);
+  const file = path.join(folder, `${PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`);
   const fd = openSync(file, 'w+', 0o600);
   try {
     ftruncateSync(fd, workers * size * 4);
@@ -29,6 +42,29 @@ export function createExchange(workers: number, size: number): ExchangeLayout & 
     closeSync(fd);
   }
   return { kind: 'file', file, workers, size, remove: () => rmSync(file, { force: true }) };
+}
+
+/** Removes exchange files whose creating process is gone; returns their paths. */
+export function removeOrphanedExchanges(folder = exchangeFolder(), isAlive: (pid: number) => boolean = isProcessAlive): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(folder);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const match = /^quadra-grad-(\d+)-[0-9a-f]+$/.exec(name);
+    if (!match || isAlive(Number(match[1]))) continue;
+    const file = path.join(folder, name);
+    try {
+      rmSync(file, { force: true });
+      removed.push(file);
+    } catch {
+      // Another user's file, or gone already: not ours to insist on.
+    }
+  }
+  return removed;
 }
 
 /** A worker's end: write its slot, read all slots, reduce. */

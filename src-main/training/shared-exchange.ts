@@ -27,8 +27,13 @@ const HEADER_BYTES = 64 * 4;
 /** Atomics.wait slice: a waiting worker checks the abort flag this often. */
 const WAIT_SLICE_MS = 200;
 
+/** The most workers the header has room for (two Int32 per rank). */
+export const MAX_SHARED_EXCHANGE_WORKERS = Math.floor((HEADER_BYTES / 4 - HEADER) / 2);
+
 export function createSharedExchange(workers: number, size: number): SharedExchangeLayout {
-  if (HEADER + 2 * workers > HEADER_BYTES / 4) throw new QuadraError('INVALID_ARGUMENT', `shared gradient exchange supports at most ${(HEADER_BYTES / 4 - HEADER) / 2} workers`);
+  if (workers > MAX_SHARED_EXCHANGE_WORKERS) {
+    throw new QuadraError('INVALID_ARGUMENT', `the shared-memory gradient exchange holds at most ${MAX_SHARED_EXCHANGE_WORKERS} workers, got ${workers}`, { field: 'workers' });
+  }
   const buffer = new SharedArrayBuffer(HEADER_BYTES + 2 * workers * size * 4);
   return { kind: 'shared', buffer, workers, size };
 }

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { HardwareInfo } from '../../src-shared/hardware';
 import { serializeNpy } from '../../src-main/data/npy';
 import { decodeCheckpoint } from '../../src-main/engine/checkpoint';
-import { resumeTraining, startTraining, type TrainingRequest } from '../../src-main/services/training-service';
+import { resumeTraining, startTraining, type TrainingRequestInput } from '../../src-main/services/training-service';
 import { openStore, type Store } from '../../src-main/store/database';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -30,7 +30,7 @@ function freshStore(): Store {
   return openStore(path.join(tmp, `service-${++dbCounter}.sqlite`));
 }
 
-function request(overrides: Partial<TrainingRequest> = {}): TrainingRequest {
+function request(overrides: Partial<TrainingRequestInput> = {}): TrainingRequestInput {
   return { mode: 'multi-cpu', workers: 2, backend: 'wasm', epochs: 4, dataset: 'synthetic:200', engine: { batchSize: 20, model: SMALL }, checkpointEveryEpochs: 1, keepLastCheckpoints: 2, ...overrides };
 }
 

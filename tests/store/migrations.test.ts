@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { initialMigration } from '../../src-main/store/migrations/0010-initial';
+import { runOwnerMigration } from '../../src-main/store/migrations/0020-run-owner';
 import { assertMigrationOrder, LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../../src-main/store/migrations/index';
 import { expectQuadraError, testStore } from './helpers';
 
@@ -100,8 +101,23 @@ describe('0010-initial on :memory:', () => {
 
   it('is applied by openStore in one transaction that sets user_version', () => {
     const store = testStore();
-    expect(store.db.pragma('user_version', { simple: true })).toBe(10);
-    expect(columns(store.db, 'runs')).toEqual(columns(db, 'runs'));
+    expect(store.db.pragma('user_version', { simple: true })).toBe(LATEST_SCHEMA_VERSION);
+    expect(columns(store.db, 'runs')).toEqual([...columns(db, 'runs'), 'owner_start']);
     expect(store.db.inTransaction).toBe(false);
+  });
+});
+
+describe('0020-run-owner on :memory:', () => {
+  it("adds the owner's process start mark to runs, keeping every row", () => {
+    const db = new Database(':memory:');
+    initialMigration.up(db);
+    db.prepare(
+      `INSERT INTO runs (name, config, mode, backend, devices, workers, status, created_at, owner_pid)
+       VALUES ('old', '{}', 'single', 'cpu', '[]', 1, 'running', '2025-01-01', 77)`,
+    ).run();
+    runOwnerMigration.up(db);
+    expect(runOwnerMigration.version).toBe(20);
+    expect(columns(db, 'runs').at(-1)).toBe('owner_start');
+    expect(db.prepare('SELECT name, owner_pid, owner_start FROM runs').all()).toEqual([{ name: 'old', owner_pid: 77, owner_start: null }]);
   });
 });

@@ -11,7 +11,7 @@ export const trainSpec: CommandSpec = {
   name: 'train',
   summary: 'Train a model — in one worker process, or data-parallel on every core (multi-cpu) or GPU (multi-gpu) — recording the run, its metrics and checkpoints in the database.',
   usage:
-    'quadra train --epochs N [--mode single|multi-cpu|multi-gpu] [--workers N] [--batch-size N] [--dataset synthetic:N|FILE|NAME] [--db FILE] [--checkpoint-out FILE [--fp16]] [model options] [--json]',
+    'quadra train --epochs N [--mode single|multi-cpu|multi-gpu] [--workers N] [--batch-size N] [--dataset synthetic:N|FILE|NAME] [--init-from CHECKPOINT_ID|FILE [--reset-optimizer]] [--db FILE] [--checkpoint-out FILE [--fp16]] [model options] [--json]',
   options: {
     epochs: { kind: 'int', description: 'passes over the training split (required)', max: 1_000_000, placeholder: 'N' },
     mode: { kind: 'string', choices: RUN_MODES, description: 'single (default), multi-cpu or multi-gpu', placeholder: 'MODE' },
@@ -23,6 +23,12 @@ export const trainSpec: CommandSpec = {
     'last-batch': { kind: 'string', choices: ['drop', 'wrap'], description: "a last partial batch: 'drop' it (default) or 'wrap' around to fill it", placeholder: 'HOW' },
     'checkpoint-every': { kind: 'int', description: 'save a checkpoint every N epochs, and at the end (default 5)', max: 1_000_000, placeholder: 'N' },
     'keep-last': { kind: 'int', description: 'checkpoints kept besides the best one (default 3)', max: 10_000, placeholder: 'K' },
+    'init-from': {
+      kind: 'string',
+      description: "warm start: a stored checkpoint's id, or a .safetensors/.pth file; the model's sizes come from it, and its optimizer moments and step count when it has them",
+      placeholder: 'ID|FILE',
+    },
+    'reset-optimizer': { kind: 'boolean', description: 'with --init-from: take the weights only (fresh AdamW moments, step 0)' },
     'checkpoint-out': { kind: 'string', description: 'also write the final checkpoint to this .safetensors file', placeholder: 'FILE' },
     fp16: { kind: 'boolean', description: 'write --checkpoint-out as F16 (weights and field state only: half the size)' },
     'learning-rate': { kind: 'number', min: 0, max: 10, description: 'AdamW learning rate (default 0.001)', placeholder: 'LR' },
@@ -49,6 +55,7 @@ export const resumeSpec: CommandSpec = {
 export async function train({ options }: Parsed, output: Output): Promise<number> {
   if (options.epochs === undefined) throw new UsageError('--epochs is required');
   if (options.fp16 && options['checkpoint-out'] === undefined) throw new UsageError('--fp16 needs --checkpoint-out');
+  if (options['reset-optimizer'] && options['init-from'] === undefined) throw new UsageError('--reset-optimizer needs --init-from');
   const hw = await hardware();
   const mode = (options.mode as RunMode | undefined) ?? 'single';
   if (mode === 'single' && options.workers !== undefined && options.workers !== 1) throw new UsageError('--workers must be 1 in single mode (use --mode multi-cpu)');
@@ -71,6 +78,8 @@ export async function train({ options }: Parsed, output: Output): Promise<number
       ...(options['last-batch'] === undefined ? {} : { lastBatch: options['last-batch'] as 'drop' | 'wrap' }),
       ...(options['checkpoint-every'] === undefined ? {} : { checkpointEveryEpochs: options['checkpoint-every'] as number }),
       ...(options['keep-last'] === undefined ? {} : { keepLastCheckpoints: options['keep-last'] as number }),
+      ...(options['init-from'] === undefined ? {} : { initFrom: initFromArgument(options['init-from'] as string) }),
+      ...(options['reset-optimizer'] ? { resetOptimizer: true } : {}),
     };
     const result = await withLiveRun(output, (ctx) => startTraining(request, { store, hardware: hw, ...ctx }));
     const exported = options['checkpoint-out'] as string | undefined;
@@ -95,6 +104,16 @@ export async function resume({ options, positionals }: Parsed, output: Output): 
   } finally {
     store.close();
   }
+}
+
+/** A number is a stored checkpoint's id; anything else a file. */
+function initFromArgument(value: string): { checkpointId: number } | { file: string } {
+  if (/^\d+$/.test(value)) {
+    const id = Number(value);
+    if (!Number.isSafeInteger(id) || id < 1) throw new UsageError(`--init-from: checkpoint id must be ≥ 1, got ${value}`);
+    return { checkpointId: id };
+  }
+  return { file: value };
 }
 
 /** Progress display and Ctrl-C handling around a run: the first Ctrl-C cancels cleanly (a checkpoint is kept). */

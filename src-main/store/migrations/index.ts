@@ -1,6 +1,7 @@
 /** The migration registry: every schema version, oldest first. Add new files at the end. */
 import { QuadraError } from '../../../src-shared/errors';
 import { initialMigration } from './0010-initial';
+import { runOwnerMigration } from './0020-run-owner';
 import type { Migration } from './migration';
 
 export type { Migration } from './migration';
@@ -21,7 +22,7 @@ export function assertMigrationOrder(migrations: readonly Migration[]): readonly
   return migrations;
 }
 
-export const MIGRATIONS: readonly Migration[] = assertMigrationOrder([initialMigration]);
+export const MIGRATIONS: readonly Migration[] = assertMigrationOrder([initialMigration, runOwnerMigration]);
 
 /** The schema version this app writes. */
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]!.version;
