@@ -89,11 +89,11 @@ describe('quadra serve, end to end over the WebSocket', () => {
     const bad = await client.call('previewDataset', { fileName: 'bad.csv', bytes: new TextEncoder().encode('1,2\n3,oops\n') });
     expect(bad.error).toMatchObject({ code: 'INVALID_FILE' });
     expect(bad.error!.message).toContain('line 2, column 2');
-    const dataset = await client.call<{ name: string; rows: number }>('importDataset', { fileName: 'sample.csv', bytes: new Uint8Array(csv), name: 'numeric' });
+    const dataset = await client.call<{ id: number; name: string; rows: number }>('importDataset', { fileName: 'sample.csv', bytes: new Uint8Array(csv), name: 'numeric' });
     expect(dataset.value).toMatchObject({ name: 'numeric', rows: 1000 });
 
     const started = await client.call<{ runId: number }>('startRun', {
-      mode: 'multi-cpu', workers: 2, backend: 'wasm', epochs: 2, dataset: 'numeric', checkpointEveryEpochs: 1,
+      mode: 'multi-cpu', workers: 2, backend: 'wasm', epochs: 2, dataset: { datasetId: dataset.value.id }, checkpointEveryEpochs: 1,
       engine: { batchSize: 100, model: { hiddenSize: 32, spikingHiddenSize: 16, spikingSteps: 3 } },
     });
     expect(started.ok).toBe(true);

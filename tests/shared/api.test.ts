@@ -28,6 +28,17 @@ describe('WorkstationApi requests', () => {
       for (const field of ['mode', 'engine.batchSize', 'epochs', 'dataset']) expect(e.details?.fields).toContain(field);
     }
     expect(() => validateRequest('controlRun', { runId: 3, action: 'explode' })).toThrow(/action/);
+  });
+
+  it('never lets a client name a server path or a dataset by name: synthetic:N or { datasetId } only', () => {
+    const base = { mode: 'single', backend: 'auto', engine: {}, epochs: 1 };
+    for (const dataset of ['/any/path/secret.csv', '../../etc/passwd', 'C:\\Users\\me\\data.npy', 'numeric', 'synthetic:0', 'synthetic:1e9', { datasetId: 0 }, { path: '/x' }]) {
+      expect(() => validateRequest('startRun', { ...base, dataset }), JSON.stringify(dataset)).toThrow(/dataset/);
+    }
+    expect(validateRequest('startRun', { ...base, dataset: { datasetId: 3 } }).dataset).toEqual({ datasetId: 3 });
+    expect(validateRequest('startRun', { ...base, dataset: 'synthetic:512' }).dataset).toBe('synthetic:512');
+    expect(() => validateRequest('startRun', { ...base, dataset: 'synthetic:8', initFrom: { file: '/home/me/x.pth' } })).toThrow(/initFrom/);
+    expect(() => validateRequest('startRun', { ...base, dataset: 'synthetic:8', workers: 30.5 })).toThrow(/workers must be a whole number/);
     expect(() => validateRequest('importDataset', { fileName: 'a.csv', bytes: 'not bytes' })).toThrow(/bytes/);
   });
 });

@@ -94,7 +94,13 @@ function showRun(run: RunRecord, output: Output): void {
   const s = run.summary;
   output.out(`run ${run.id}: ${run.name}`);
   output.out(`  status     ${run.status}${s.failureReason ? ` — ${s.failureReason}` : ''}`);
-  output.out(`  mode       ${run.mode}, ${run.workers} worker(s), backend ${run.backend}, devices ${run.devices.join('; ')}`);
+  const config = run.config as { importedFrom?: unknown; origin?: unknown; engine?: { model?: Record<string, unknown> } } | null;
+  if (config && typeof config.importedFrom === 'string') {
+    const m = config.engine?.model ?? {};
+    output.out(`  imported   from ${config.importedFrom} (${String(config.origin)}); model fieldSize ${String(m.fieldSize)}, hiddenSize ${String(m.hiddenSize)}, spikingHiddenSize ${String(m.spikingHiddenSize)}`);
+  } else {
+    output.out(`  mode       ${run.mode}, ${run.workers} worker(s), backend ${run.backend}, devices ${run.devices.join('; ')}`);
+  }
   output.out(`  created    ${run.createdAt}${run.startedAt ? `, started ${run.startedAt}` : ''}${run.endedAt ? `, ended ${run.endedAt}` : ''}`);
   output.out(`  progress   ${s.steps} steps, ${s.epochs} epochs${s.durationS === null ? '' : ` in ${s.durationS.toFixed(1)} s`}${s.samplesPerSec === null ? '' : `, ${Math.round(s.samplesPerSec)} samples/s`}`);
   output.out(`  loss       last ${fmt(s.lastTrainLoss)}, best validation ${fmt(s.bestValidationLoss)}`);
