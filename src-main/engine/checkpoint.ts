@@ -5,14 +5,17 @@ import { ModelConfigSchema, parseEngineConfig, type EngineConfig, type ModelConf
 import { QuadraError } from '../../src-shared/errors';
 import type { OptimizerState } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
+import { decodePthCheckpoint, isLegacyTorchSave, isZip } from './pth/pth-checkpoint';
 import { parseSafetensors, serializeSafetensors, type SafetensorsTensor, type TensorToWrite } from './safetensors';
 import { versions } from './versions';
 
 /**
  * Checkpoints are safetensors files whose tensor names are the reference PyTorch state_dict keys
- * (Linear weights [out, in]), so `model.load_state_dict(load_file(path), strict=False)` works in
- * PyTorch. Extras: `field_state`, and `optimizer.exp_avg.<key>` / `optimizer.exp_avg_sq.<key>`;
- * config, step counts and versions live in `__metadata__`.
+ * (Linear weights [out, in]) with each network's prefix (`field_network.`, `spike_network.`): in
+ * PyTorch, each network loads the tensors under its prefix with the prefix stripped, strictly
+ * (README.md, "Checkpoints and PyTorch"). Extras: `field_state`, and `optimizer.exp_avg.<key>` /
+ * `optimizer.exp_avg_sq.<key>`; config, step counts and versions live in `__metadata__`.
+ * The original project's `.pth` files are read too (pth/), and stored re-encoded as ours.
  */
 
 export const CHECKPOINT_FORMAT = 'quadra-matrix';
@@ -27,8 +30,8 @@ export interface CheckpointContents {
   optimizer: OptimizerState | null;
   fieldState: Float32Array | null;
   step: number | null;
-  /** Where it came from: one of ours, or a plain PyTorch state_dict. */
-  origin: 'quadra' | 'pytorch';
+  /** Where it came from: one of ours, a PyTorch state_dict in safetensors, or the original project's .pth. */
+  origin: 'quadra' | 'pytorch' | 'pth';
   /** The full engine config when the file carries one (ours do). */
   engineConfig: Partial<EngineConfig> | null;
   metadata: Record<string, string>;
@@ -90,6 +93,12 @@ export function encodeCheckpoint(state: EncodableState, options: EncodeOptions =
  * in the file, the one `expected` gives, or one inferred from the tensor shapes.
  */
 export function decodeCheckpoint(bytes: Uint8Array, fileLabel: string, expected?: Partial<ModelConfig>): CheckpointContents {
+  if (isZip(bytes)) return decodePthCheckpoint(bytes, fileLabel, expected);
+  if (isLegacyTorchSave(bytes)) {
+    throw new QuadraError('INVALID_FILE', `${fileLabel}: a torch.save file in the format before PyTorch 1.6, which is not read; load and save it again with a newer PyTorch`, {
+      file: fileLabel,
+    });
+  }
   const file = parseSafetensors(bytes, fileLabel, { rejectNonFinite: true });
   const { tensors, metadata } = file;
   const ours = metadata.format === CHECKPOINT_FORMAT;
@@ -150,6 +159,32 @@ export function decodeCheckpoint(bytes: Uint8Array, fileLabel: string, expected?
     engineConfig,
     metadata,
   };
+}
+
+/**
+ * The bytes the checkpoint store keeps for a decoded file: ours and PyTorch safetensors as they
+ * are; a .pth re-encoded as our safetensors checkpoint (with its optimizer state when it has one),
+ * so the store holds one format only.
+ */
+export function storableCheckpoint(bytes: Uint8Array, contents: CheckpointContents): Uint8Array {
+  if (!isZip(bytes)) return bytes;
+  const none = new Float32Array(0);
+  return encodeCheckpoint(
+    {
+      config: parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model }),
+      parameters: contents.parameters,
+      optimizer: contents.optimizer ?? { m: none, v: none, fieldStep: 0, spikeStep: 0 },
+      // The original keeps its field state in a plain attribute that save_checkpoint() leaves out.
+      // Zeros, not a fresh N(0, 0.1²) draw: a stored checkpoint decodes the same every time, and
+      // updateField moves the state toward the network's output from wherever it starts.
+      fieldState: contents.fieldState ?? new Float32Array(contents.model.fieldSize),
+      step: contents.step ?? 0,
+    },
+    {
+      includeOptimizer: contents.optimizer !== null,
+      extraMetadata: { imported_from: 'pth', ...contents.metadata },
+    },
+  );
 }
 
 /**

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -143,6 +143,19 @@ describe('warm starts', () => {
     );
     const after = decodeCheckpoint(store.checkpoints.getData(frozen.latestCheckpointId!), 'after');
     expect(after.parameters).toEqual(decodeCheckpoint(bytes, 'before').parameters);
+    store.close();
+  }, 60_000);
+
+  it("the original project's .pth: imported as our checkpoint, and trained from with --init-from", async () => {
+    const store = freshStore();
+    const pth = path.resolve(__dirname, '../fixtures/pth/engine.pth');
+    const imported = importCheckpointBytes(store, 'engine.pth', readFileSync(pth), undefined);
+    const stored = decodeCheckpoint(store.checkpoints.getData(imported.checkpointId), 'stored');
+    expect(stored.origin).toBe('quadra');
+    expect(store.runs.get(imported.runId).config).toMatchObject({ origin: 'pth', importedFrom: 'engine.pth' });
+    const warm = await startTraining(request({ engine: { batchSize: 16 }, epochs: 1, dataset: `synthetic:64`, initFrom: { file: pth } }), { store, hardware: HARDWARE });
+    expect(warm.status).toBe('completed');
+    expect(store.runs.get(warm.runId).config).toMatchObject({ engine: { model: { fieldSize: stored.model.fieldSize, hiddenSize: stored.model.hiddenSize } } });
     store.close();
   }, 60_000);
 

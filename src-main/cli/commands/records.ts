@@ -1,6 +1,6 @@
 import type { RunRecord } from '../../../src-shared/records';
 import { loadDatasetFile } from '../../data/dataset-file';
-import { readCheckpointFile, toF16Checkpoint, writeFileAtomic } from '../../engine/checkpoint';
+import { readCheckpointFile, toF16Checkpoint, writeFileAtomic, type CheckpointContents } from '../../engine/checkpoint';
 import { importedRecord } from '../../services/training-service';
 import { importCheckpointBytes } from '../../services/workstation';
 import { UsageError, type CommandSpec, type Parsed } from '../args';
@@ -90,6 +90,12 @@ export async function runs({ options, positionals }: Parsed, output: Output): Pr
   }
 }
 
+const ORIGIN_LABELS: Record<CheckpointContents['origin'], string> = {
+  quadra: 'Quadra checkpoint',
+  pytorch: 'PyTorch state_dict',
+  pth: "the original project's .pth",
+};
+
 function showRun(run: RunRecord, output: Output): void {
   const s = run.summary;
   output.out(`run ${run.id}: ${run.name}`);
@@ -135,7 +141,7 @@ export async function checkpoints({ options, positionals }: Parsed, output: Outp
       const { contents, bytes } = await readCheckpointFile(arg);
       const imported = importCheckpointBytes(store, arg, bytes, options.name as string | undefined);
       if (output.json) output.out(JSON.stringify({ ...imported, origin: contents.origin, model: contents.model }));
-      else output.out(`imported ${arg} (${contents.origin === 'pytorch' ? 'PyTorch state_dict' : 'Quadra checkpoint'}) as checkpoint ${imported.checkpointId} of run ${imported.runId}`);
+      else output.out(`imported ${arg} (${ORIGIN_LABELS[contents.origin]}) as checkpoint ${imported.checkpointId} of run ${imported.runId}`);
       return 0;
     }
     throw new UsageError(`unknown subcommand '${sub}' (list, export or import)`);
