@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { BACKEND_IDS, EngineConfigSchema, SPIKE_GRADIENTS } from './engine-config';
-import { QuadraError, type ErrorData } from './errors';
+import { BACKEND_IDS, SPIKE_GRADIENTS } from './engine-config';
+import { QuadraError, toErrorData, type ErrorData } from './errors';
 import type { HardwareInfo } from './hardware';
 import type { MonitorSample } from './monitor';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from './records';
-import { RUN_MODES } from './records';
+import { StartRunSchema } from './run-config';
 
 /**
  * The one contract between the workstation's services and every client (DESIGN.md §2, STYLE.md
@@ -15,26 +15,29 @@ import { RUN_MODES } from './records';
 
 const id = z.number().int().min(1);
 const bytes = z.instanceof(Uint8Array);
+/** An opaque id from serve mode's `POST /upload`; the server alone knows where its file lies. */
+export const UPLOAD_ID_PATTERN = /^[0-9a-f]{32}$/;
+const uploadId = z.string().regex(UPLOAD_ID_PATTERN, 'expected the id answered by POST /upload (32 hex digits)');
+/**
+ * A file's contents arrive as `bytes` (Electron IPC: structured clone passes a Uint8Array without
+ * copies) or as `uploadId` (serve mode: the file was streamed by HTTP first), exactly one of them.
+ */
+const ONE_FILE = {
+  check: (request: { bytes?: unknown; uploadId?: unknown }) => (request.bytes === undefined) !== (request.uploadId === undefined),
+  message: { message: 'give exactly one of bytes (the file itself) or uploadId (from POST /upload)', path: ['bytes'] },
+};
 
 export const API_REQUESTS = {
   getHardware: z.object({}),
   listDatasets: z.object({}),
   /** Validates a file completely and returns its shape, first rows and the width question, importing nothing. */
-  previewDataset: z.object({ fileName: z.string().min(1), bytes, fieldSize: z.number().int().min(1).optional() }),
-  importDataset: z.object({ fileName: z.string().min(1), bytes, name: z.string().min(1).max(200).optional(), fieldSize: z.number().int().min(1).optional() }),
-  startRun: z.object({
-    name: z.string().max(200).optional(),
-    mode: z.enum(RUN_MODES),
-    workers: z.number().int().min(1).max(256).optional(),
-    backend: z.enum(['auto', ...BACKEND_IDS]),
-    engine: EngineConfigSchema.partial(),
-    epochs: z.number().int().min(1).max(1_000_000),
-    dataset: z.string().min(1),
-    validationFraction: z.number().min(0).max(0.9).optional(),
-    lastBatch: z.enum(['drop', 'wrap']).optional(),
-    checkpointEveryEpochs: z.number().int().min(1).optional(),
-    keepLastCheckpoints: z.number().int().min(1).optional(),
-  }),
+  previewDataset: z
+    .object({ fileName: z.string().min(1), bytes: bytes.optional(), uploadId: uploadId.optional(), fieldSize: z.number().int().min(1).optional() })
+    .refine(ONE_FILE.check, ONE_FILE.message),
+  importDataset: z
+    .object({ fileName: z.string().min(1), bytes: bytes.optional(), uploadId: uploadId.optional(), name: z.string().min(1).max(200).optional(), fieldSize: z.number().int().min(1).optional() })
+    .refine(ONE_FILE.check, ONE_FILE.message),
+  startRun: StartRunSchema,
   listRuns: z.object({ limit: z.number().int().min(1).max(100_000).optional() }),
   getRun: z.object({ runId: id }),
   getMetrics: z.object({ runId: id, fromStep: z.number().int().min(0).optional(), toStep: z.number().int().min(0).optional(), maxPoints: z.number().int().min(10).max(100_000).optional() }),
@@ -42,7 +45,9 @@ export const API_REQUESTS = {
   resumeRun: z.object({ runId: id, fromCheckpointId: id.optional() }),
   listCheckpoints: z.object({ runId: id }),
   exportCheckpoint: z.object({ checkpointId: id, fp16: z.boolean().optional() }),
-  importCheckpoint: z.object({ fileName: z.string().min(1), bytes, name: z.string().max(200).optional() }),
+  importCheckpoint: z
+    .object({ fileName: z.string().min(1), bytes: bytes.optional(), uploadId: uploadId.optional(), name: z.string().max(200).optional() })
+    .refine(ONE_FILE.check, ONE_FILE.message),
   runBenchmarkSuite: z.object({
     name: z.string().min(1).max(200),
     backends: z.array(z.enum(BACKEND_IDS)).min(1),
@@ -142,6 +147,25 @@ export function validateRequest<M extends ApiMethod>(method: M, raw: unknown): z
 
 export function isApiMethod(name: string): name is ApiMethod {
   return Object.prototype.hasOwnProperty.call(API_REQUESTS, name);
+}
+
+/**
+ * The one request handler of both ends (Electron IPC and serve mode's WebSocket): an unknown
+ * method or a bad request is INVALID_ARGUMENT, anything the handler throws comes back as data.
+ * Never rejects, whatever `method` and `request` are.
+ */
+export async function dispatchCall(api: WorkstationApi, method: unknown, request: unknown): Promise<ApiResult<unknown>> {
+  try {
+    if (typeof method !== 'string' || !isApiMethod(method)) {
+      const shown = typeof method === 'string' ? method.slice(0, 100) : typeof method;
+      throw new QuadraError('INVALID_ARGUMENT', `unknown method '${shown}'`);
+    }
+    const valid = validateRequest(method, request);
+    const handler = api[method] as (request: unknown) => Promise<unknown>;
+    return { ok: true, value: await handler.call(api, valid) };
+  } catch (error) {
+    return { ok: false, error: toErrorData(error) };
+  }
 }
 
 /** What the Electron preload exposes as window.quadra (contextBridge): calls and event subscriptions. */

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WebSocket } from 'ws';
@@ -91,6 +91,17 @@ describe('quadra serve, end to end over the WebSocket', () => {
     expect(bad.error!.message).toContain('line 2, column 2');
     const dataset = await client.call<{ id: number; name: string; rows: number }>('importDataset', { fileName: 'sample.csv', bytes: new Uint8Array(csv), name: 'numeric' });
     expect(dataset.value).toMatchObject({ name: 'numeric', rows: 1000 });
+    // The same file the way the page sends it: streamed to POST /upload, then named by its id.
+    const { origin, searchParams } = new URL(url);
+    const uploaded = await fetch(`${origin}/upload`, { method: 'POST', body: csv, headers: { authorization: `Bearer ${searchParams.get('token')}` } });
+    const { uploadId } = (await uploaded.json()) as { uploadId: string };
+    expect(readdirSync(path.join(tmp, 'uploads'))).toEqual([`${uploadId}.upload`]);
+    const uploadedPreview = await client.call<{ rows: number; width: number }>('previewDataset', { fileName: 'sample.csv', uploadId });
+    expect(uploadedPreview.value).toMatchObject({ rows: 1000, width: 100 });
+    const uploadedDataset = await client.call<{ name: string; rows: number; sourcePath: string }>('importDataset', { fileName: 'sample.csv', uploadId, name: 'numeric-uploaded' });
+    expect(uploadedDataset.value).toMatchObject({ name: 'numeric-uploaded', rows: 1000 });
+    expect(path.dirname(uploadedDataset.value.sourcePath)).toBe(path.join(tmp, 'datasets'));
+    expect(readdirSync(path.join(tmp, 'uploads'))).toEqual([]);
 
     const started = await client.call<{ runId: number }>('startRun', {
       mode: 'multi-cpu', workers: 2, backend: 'wasm', epochs: 2, dataset: { datasetId: dataset.value.id }, checkpointEveryEpochs: 1,

@@ -85,10 +85,37 @@ describe('quadra serve transport', () => {
   it('refuses WebSockets without the token or from another origin', async () => {
     const origin = `http://127.0.0.1:${server.port}`;
     await expect(connect({ origin }, '')).rejects.toThrow('HTTP 401');
+    await expect(connect({}, '')).rejects.toThrow('HTTP 401');
     await expect(connect({ origin: 'http://evil.example' })).rejects.toThrow('HTTP 403');
-    await expect(connect({})).rejects.toThrow('HTTP 403');
+    // Cookies do not isolate ports: a page on another port of this host is another site.
+    await expect(connect({ origin: 'http://127.0.0.1:1' })).rejects.toThrow('HTTP 403');
+    await expect(connect({ origin: 'null' })).rejects.toThrow('HTTP 403');
+    await expect(connect({ origin: `https://evil.example:${server.port}` })).rejects.toThrow('HTTP 403');
     const ws = await connect({ origin });
     ws.close();
+  });
+
+  it("accepts the page's own origin under any name it was opened by: Origin's host:port equal to Host", async () => {
+    // The printed URL opened as localhost, or a --host 0.0.0.0 server opened by the machine's address.
+    for (const name of ['localhost', 'workstation.lan', '10.1.2.3', '[::1]']) {
+      const host = `${name}:${server.port}`;
+      const ws = await connect({ host, origin: `http://${host}` });
+      ws.close();
+      await expect(connect({ host, origin: `http://${name}:1` })).rejects.toThrow('HTTP 403');
+      await expect(connect({ host, origin: `http://127.0.0.1:${server.port}` })).rejects.toThrow('HTTP 403');
+    }
+  });
+
+  it('lets a client without an Origin (a script, never a browser) connect only with the token', async () => {
+    const ws = await connect({});
+    ws.close();
+    const bearer = await connect({ authorization: `Bearer ${server.token}` }, '');
+    bearer.close();
+  });
+
+  it('takes no uploads when it was started without an upload folder', async () => {
+    const refused = await fetch(`http://127.0.0.1:${server.port}/upload`, { method: 'POST', body: 'x', headers: { cookie: `quadra_token=${server.token}` } });
+    expect(refused.status).toBe(404);
   });
 
   it('validates requests, dispatches through the API, carries bytes both ways and returns errors as data', async () => {

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GpuMonitor } from '../../hardware/gpu-monitor';
-import { startServer } from '../../server/serve';
+import { startServer, type RunningServer } from '../../server/serve';
+import { DEFAULT_UPLOAD_LIMIT_BYTES, UploadStore } from '../../server/uploads';
 import { WorkstationService } from '../../services/workstation';
 import type { CommandSpec, Parsed } from '../args';
 import { DB_OPTION, hardware, openCliStore } from '../common';
@@ -10,10 +11,11 @@ import type { Output } from '../output';
 export const serveSpec: CommandSpec = {
   name: 'serve',
   summary: 'Run the workstation headless: the UI over HTTP and the API over a WebSocket, for GPU servers without a display. Prints a URL with an access token.',
-  usage: 'quadra serve [--host 127.0.0.1] [--port N] [--db FILE]',
+  usage: 'quadra serve [--host 127.0.0.1] [--port N] [--max-upload-mib N] [--db FILE]',
   options: {
     host: { kind: 'string', description: 'address to bind (default 127.0.0.1; anything else exposes the workstation to that network)', placeholder: 'ADDR' },
     port: { kind: 'int', min: 0, max: 65_535, description: 'port (default 8737; 0 picks a free one)', placeholder: 'N' },
+    'max-upload-mib': { kind: 'int', min: 1, description: `largest file the browser may upload, in MiB (default ${DEFAULT_UPLOAD_LIMIT_BYTES / 1024 ** 2})`, placeholder: 'N' },
     db: DB_OPTION,
   },
 };
@@ -22,6 +24,10 @@ const RENDERER_DIST = fileURLToPath(new URL('../../../dist/renderer', import.met
 
 export async function serve({ options }: Parsed, output: Output): Promise<number> {
   const store = openCliStore(options);
+  const dataDir = path.dirname(store.file);
+  // Files the browser sends land here under random names; ids unused for an hour are deleted.
+  const maxUploadMiB = options['max-upload-mib'] as number | undefined;
+  const uploads = new UploadStore({ dir: path.join(dataDir, 'uploads'), ...(maxUploadMiB === undefined ? {} : { maxBytes: maxUploadMiB * 1024 ** 2 }) });
   let emit: ConstructorParameters<typeof WorkstationService>[0]['emit'] = () => undefined;
   let service: WorkstationService | null = null;
   // One long-running nvidia-smi per query while a client watches the monitor, not one per tick.
@@ -29,20 +35,35 @@ export async function serve({ options }: Parsed, output: Output): Promise<number
   service = new WorkstationService({
     store,
     hardware,
-    dataDir: path.dirname(store.file),
+    dataDir,
+    uploads,
     emit: (event, payload) => emit(event, payload),
     monitor: { start: () => gpuMonitor.start(), stop: () => void gpuMonitor.stop(), onSample: (listener) => gpuMonitor.onDidSample(listener) },
   });
-  const server = await startServer({
-    api: service,
-    host: (options.host as string | undefined) ?? '127.0.0.1',
-    port: (options.port as number | undefined) ?? 8737,
-    staticDir: RENDERER_DIST,
-  });
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      api: service,
+      host: (options.host as string | undefined) ?? '127.0.0.1',
+      port: (options.port as number | undefined) ?? 8737,
+      staticDir: RENDERER_DIST,
+      uploads,
+      log: (line) => output.note(line),
+    });
+  } catch (error) {
+    // A busy port and the like: the message says which and what to do; nothing was started.
+    uploads.close();
+    store.close();
+    throw error;
+  }
   emit = server.emit;
   output.out(server.url);
   if (server.host !== '127.0.0.1' && server.host !== 'localhost' && server.host !== '::1') {
-    output.note(`warning: listening on ${server.host}: anyone who can reach it and has the token can use this workstation`);
+    const wildcard = server.host === '0.0.0.0' || server.host === '::';
+    output.note(
+      `warning: listening on ${wildcard ? `every network interface (${server.host})` : server.host}: the token alone now guards a server reachable from the network, ` +
+        'over plain HTTP; anyone who has the URL can use this workstation. Prefer an SSH tunnel (ssh -L 8737:127.0.0.1:8737 HOST) or a TLS reverse proxy.',
+    );
   }
   output.note(`database ${store.file}; Ctrl-C stops (running trainings keep a checkpoint)`);
   await new Promise<void>((resolve) => {
@@ -52,6 +73,7 @@ export async function serve({ options }: Parsed, output: Output): Promise<number
   output.note('stopping…');
   await service.shutdown();
   await server.close();
+  uploads.close();
   store.close();
   return 0;
 }
