@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ApiEvent, ApiRequest, DatasetPreview, ExportedFile, HardwareReport, RunDetail, WorkstationApi, WorkstationEvents } from '../../src-shared/api';
-import { parseEngineConfig, type BackendId } from '../../src-shared/engine-config';
+import { BACKEND_IDS, parseEngineConfig, type BackendId } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
 import type { MonitorSample } from '../../src-shared/monitor';
@@ -12,17 +13,25 @@ import { runParallelBench } from '../bench/parallel-bench';
 import { loadDatasetFile, previewDataset } from '../data/dataset-file';
 import { getOptimalConfig } from '../engine/auto-config';
 import { probeBackends } from '../engine/backends';
-import { decodeCheckpoint, toF16Checkpoint } from '../engine/checkpoint';
+import { decodeCheckpoint, storableCheckpoint, toF16Checkpoint } from '../engine/checkpoint';
 import { versions } from '../engine/versions';
 import type { Store } from '../store/database';
 import type { TrainingRun } from '../training/coordinator';
 import type { TransportFactory } from '../training/transport';
-import { importedRecord, resumeTraining, startTraining, type ServiceContext, type TrainingRequest, type TrainingResult } from './training-service';
+import { importedRecord, resumeTraining, startTraining, type ServiceContext, type TrainingResult } from './training-service';
 
 export interface MonitorSource {
   start(): void;
   stop(): void;
   onSample(listener: (sample: MonitorSample) => void): () => void;
+}
+
+/** Serve mode's upload folder, as the service sees it: a file by its random id, and "done with it". */
+export interface UploadResolver {
+  /** The uploaded file; NOT_FOUND when the id is unknown, used or expired. */
+  path(uploadId: string): string;
+  /** Forgets the upload, deleting its file if it is still there. */
+  consume(uploadId: string): void;
 }
 
 export interface WorkstationDeps {
@@ -33,6 +42,8 @@ export interface WorkstationDeps {
   emit: <E extends ApiEvent>(event: E, payload: WorkstationEvents[E]) => void;
   transport?: TransportFactory;
   monitor?: MonitorSource;
+  /** Where requests that name a file by `uploadId` (serve mode) find it; without it only `bytes` work. */
+  uploads?: UploadResolver;
 }
 
 /**
@@ -63,8 +74,17 @@ export class WorkstationService implements WorkstationApi {
   async previewDataset(request: ApiRequest<'previewDataset'>): Promise<DatasetPreview> {
     const folder = mkdtempSync(path.join(os.tmpdir(), 'quadra-preview-'));
     try {
+      // The loader reads the kind from the name's extension: an upload is linked under it, not copied,
+      // and stays for the import that usually follows.
       const file = path.join(folder, safeName(request.fileName));
-      writeFileSync(file, request.bytes);
+      if (request.uploadId !== undefined) {
+        const upload = this.#uploadedFile(request.uploadId);
+        try {
+          symlinkSync(upload, file);
+        } catch {
+          copyFileSync(upload, file);
+        }
+      } else writeFileSync(file, request.bytes!);
       const loaded = await loadDatasetFile(file, request.fieldSize === undefined ? {} : { textWidth: request.fieldSize });
       const widthMismatch = request.fieldSize !== undefined && loaded.width !== request.fieldSize ? { width: loaded.width, fieldSize: request.fieldSize } : null;
       return { rows: loaded.rows, width: loaded.width, kind: loaded.kind, firstRows: previewDataset(loaded, 5), widthMismatch };
@@ -75,23 +95,43 @@ export class WorkstationService implements WorkstationApi {
 
   async importDataset(request: ApiRequest<'importDataset'>): Promise<DatasetRecord> {
     // Kept under a name derived from the content, in the server's own data folder.
-    const digest = createHash('sha256').update(request.bytes).digest('hex');
     const folder = path.join(this.#deps.dataDir, 'datasets');
     mkdirSync(folder, { recursive: true });
-    const file = path.join(folder, `${digest.slice(0, 16)}-${safeName(request.fileName)}`);
-    writeFileSync(file, request.bytes);
+    const named = (digest: string) => path.join(folder, `${digest.slice(0, 16)}-${safeName(request.fileName)}`);
+    let file: string;
+    // The same content under the same name is already there (maybe another dataset's file): keep it, whatever happens.
+    let existed: boolean;
+    if (request.uploadId !== undefined) {
+      const upload = this.#uploadedFile(request.uploadId);
+      const hash = createHash('sha256');
+      for await (const chunk of createReadStream(upload)) hash.update(chunk as Buffer);
+      file = named(hash.digest('hex'));
+      existed = existsSync(file);
+      try {
+        // Moved, not copied: a file of gigabytes is never held in memory or written twice.
+        if (!existed) renameSync(upload, file);
+      } catch {
+        copyFileSync(upload, file);
+      } finally {
+        this.#deps.uploads!.consume(request.uploadId);
+      }
+    } else {
+      file = named(createHash('sha256').update(request.bytes!).digest('hex'));
+      existed = existsSync(file);
+      if (!existed) writeFileSync(file, request.bytes!);
+    }
     try {
       const options = request.fieldSize === undefined ? {} : { expectedWidth: request.fieldSize, textWidth: request.fieldSize };
       const loaded = await loadDatasetFile(file, options);
       return importedRecord(this.#deps.store, loaded, request.name ?? request.fileName);
     } catch (error) {
-      rmSync(file, { force: true });
+      if (!existed) rmSync(file, { force: true });
       throw error;
     }
   }
 
   async startRun(request: ApiRequest<'startRun'>): Promise<{ runId: number }> {
-    return this.#launch((ctx) => startTraining(request as TrainingRequest, ctx));
+    return this.#launch((ctx) => startTraining(request, ctx));
   }
 
   async resumeRun(request: ApiRequest<'resumeRun'>): Promise<{ runId: number }> {
@@ -135,7 +175,20 @@ export class WorkstationService implements WorkstationApi {
   }
 
   async importCheckpoint(request: ApiRequest<'importCheckpoint'>): Promise<{ runId: number; checkpointId: number }> {
-    return importCheckpointBytes(this.#deps.store, request.fileName, request.bytes, request.name);
+    if (request.uploadId === undefined) return importCheckpointBytes(this.#deps.store, request.fileName, request.bytes!, request.name);
+    // Read once (it is stored as one BLOB); the upload is used up whether or not it was a checkpoint.
+    const bytes = await readFile(this.#uploadedFile(request.uploadId));
+    try {
+      return importCheckpointBytes(this.#deps.store, request.fileName, bytes, request.name);
+    } finally {
+      this.#deps.uploads!.consume(request.uploadId);
+    }
+  }
+
+  /** The file behind an uploadId (serve mode); the desktop app passes bytes and has no upload folder. */
+  #uploadedFile(uploadId: string): string {
+    if (!this.#deps.uploads) throw new QuadraError('UNSUPPORTED', 'uploadId: this workstation takes files as bytes, it has no upload folder');
+    return this.#deps.uploads.path(uploadId);
   }
 
   async runBenchmarkSuite(request: ApiRequest<'runBenchmarkSuite'>): Promise<{ suiteId: number }> {
@@ -271,16 +324,22 @@ export class WorkstationService implements WorkstationApi {
   }
 }
 
-/** Registers a .safetensors file (ours or a PyTorch state_dict) as a finished run with one checkpoint. */
+/**
+ * Registers a checkpoint file (ours, a PyTorch state_dict, or the original project's .pth) as a
+ * finished run with one checkpoint, whose summary shows the checkpoint's step and epoch.
+ */
 export function importCheckpointBytes(store: Store, fileName: string, bytes: Uint8Array, name: string | undefined): { runId: number; checkpointId: number } {
   const contents = decodeCheckpoint(bytes, fileName);
   const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
+  const step = contents.step ?? 0;
+  const epoch = wholeOrZero(contents.metadata.epoch);
+  const backend = (BACKEND_IDS as readonly string[]).includes(contents.metadata.backend ?? '') ? (contents.metadata.backend as BackendId) : 'cpu';
   return store.db.transaction(() => {
     const run = store.runs.create({
       name: name ?? `imported ${path.basename(fileName)}`,
       config: { engine: config, importedFrom: path.basename(fileName), origin: contents.origin },
       mode: 'single',
-      backend: 'cpu',
+      backend,
       devices: [],
       workers: 1,
       datasetId: null,
@@ -288,9 +347,15 @@ export function importCheckpointBytes(store: Store, fileName: string, bytes: Uin
     });
     // An imported model is a finished run with one checkpoint; its name and config say where it came from.
     store.runs.setStatus(run.id, 'completed');
-    const checkpoint = store.checkpoints.add({ runId: run.id, epoch: 0, step: contents.step ?? 0, validationLoss: null, trainLoss: null, data: bytes });
+    const checkpoint = store.checkpoints.add({ runId: run.id, epoch, step, validationLoss: null, trainLoss: null, data: storableCheckpoint(bytes, contents) });
+    store.runs.updateSummary(run.id, { steps: step, epochs: epoch });
     return { runId: run.id, checkpointId: checkpoint.id };
   })();
+}
+
+function wholeOrZero(text: string | undefined): number {
+  const value = Number(text);
+  return text !== undefined && Number.isSafeInteger(value) && value >= 0 ? value : 0;
 }
 
 function fingerprintOf(hardware: HardwareInfo): Record<string, string> {

@@ -88,9 +88,11 @@ export class CheckpointsState {
     });
   }
 
-  async importCheckpoint(fileName: string, bytes: Uint8Array<ArrayBuffer>, name: string): Promise<boolean> {
+  async importCheckpoint(file: File, name: string): Promise<boolean> {
+    const fileName = file.name;
     const done = await this.#act('import', async () => {
-      const { runId } = await this.#api.call('importCheckpoint', { fileName, bytes, ...(name ? { name } : {}) });
+      const source = await this.#api.upload(file);
+      const { runId } = await this.#api.call('importCheckpoint', { fileName, ...source, ...(name ? { name } : {}) });
       await this.refresh(runId);
       this.notice = { kind: 'imported', text: `Imported ${fileName} as run ${runId}${this.selectedRun ? ` “${this.selectedRun.name}”` : ''}`, runId };
       return true;

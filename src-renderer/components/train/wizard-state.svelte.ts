@@ -1,8 +1,10 @@
 import { z } from 'zod';
+import type { WarmStart } from '../../lib/state/warm-start.svelte';
 import { API_REQUESTS, type ApiRequest, type DatasetPreview, type HardwareReport } from '../../../src-shared/api';
 import { EngineConfigSchema, ModelConfigSchema, type BackendId, type SpikeGradient } from '../../../src-shared/engine-config';
 import { RUN_MODES, type DatasetRecord, type RunMode } from '../../../src-shared/records';
-import type { ApiClient } from '../../lib/api';
+import { MAX_SYNTHETIC_ROWS } from '../../../src-shared/run-config';
+import type { ApiClient, UploadedFile } from '../../lib/api';
 import { Loadable } from '../../lib/state/loadable.svelte';
 import { fieldError } from './field-rules';
 
@@ -20,7 +22,8 @@ export type DataSource = 'synthetic' | 'registered' | 'file';
 /** What the file chosen for import holds once the workstation has checked it. */
 export interface CheckedFile {
   name: string;
-  bytes: Uint8Array<ArrayBuffer>;
+  /** The file as the workstation has it: uploaded (serve mode) or its bytes (the app). */
+  source: UploadedFile;
   preview: DatasetPreview;
 }
 
@@ -28,7 +31,7 @@ const START = API_REQUESTS.startRun.shape;
 const MODEL = ModelConfigSchema.shape;
 const IMPORT_NAME = API_REQUESTS.importDataset.shape.name;
 /** The bound quadra's parseSyntheticSpec puts on 'synthetic:N' (the API only sees a string). */
-const SYNTHETIC_ROWS = z.number().int().min(1).max(50_000_000);
+const SYNTHETIC_ROWS = z.number().int().min(1).max(MAX_SYNTHETIC_ROWS);
 
 type Field =
   | 'syntheticRows'
@@ -96,6 +99,11 @@ export class TrainWizard {
   keepLastCheckpoints = $state<number | null>(3);
   validationFraction = $state<number | null>(0.1);
   runName = $state('');
+
+  /** Train from a checkpoint's weights (Checkpoints → Train from this checkpoint), or from scratch. */
+  warmStart = $state.raw<WarmStart | null>(null);
+  /** With a warm start: weights only, fresh AdamW moments and step 0. */
+  resetOptimizer = $state(false);
 
   /** What Start is doing right now ("Importing file…"), or null. */
   starting = $state<string | null>(null);
@@ -283,11 +291,12 @@ export class TrainWizard {
     if (!file) return;
     this.checkingFile = `Checking ${file.name}…`;
     try {
-      const bytes = new Uint8Array(await file.arrayBuffer());
+      // Streamed to the server once (serve mode); the preview and the import both read that upload.
+      const source = await this.#api.upload(file);
       const fieldSize = typeof this.fieldSize === 'number' && Number.isInteger(this.fieldSize) && this.fieldSize >= 1 ? this.fieldSize : undefined;
-      const preview = await this.#api.call('previewDataset', { fileName: file.name, bytes, ...(fieldSize === undefined ? {} : { fieldSize }) });
+      const preview = await this.#api.call('previewDataset', { fileName: file.name, ...source, ...(fieldSize === undefined ? {} : { fieldSize }) });
       if (check !== this.#fileCheck) return;
-      this.checkedFile = { name: file.name, bytes, preview };
+      this.checkedFile = { name: file.name, source, preview };
       if (this.importName === '') this.importName = file.name;
     } catch (error) {
       if (check !== this.#fileCheck) return;
@@ -297,12 +306,32 @@ export class TrainWizard {
     }
   }
 
+  /** Starts the next run from `warm`: its model sizes are taken over (the weights fix them). */
+  useWarmStart(warm: WarmStart): void {
+    this.warmStart = warm;
+    this.resetOptimizer = false;
+    const m = warm.model;
+    if (m.fieldSize !== undefined) this.fieldSize = m.fieldSize;
+    if (m.hiddenSize !== undefined) this.hiddenSize = m.hiddenSize;
+    if (m.spikingHiddenSize !== undefined) this.spikingHiddenSize = m.spikingHiddenSize;
+    if (m.spikingSteps !== undefined) this.spikingSteps = m.spikingSteps;
+    if (m.dropout !== undefined) this.dropout = m.dropout;
+    if (m.spikeGradient !== undefined) this.spikeGradient = m.spikeGradient;
+    this.startedRunId = null;
+    this.step = 0;
+  }
+
+  clearWarmStart(): void {
+    this.warmStart = null;
+    this.resetOptimizer = false;
+  }
+
   useDataWidth(): void {
     if (this.widthMismatch) this.fieldSize = this.widthMismatch.width;
   }
 
-  /** The startRun request for the chosen settings, with `dataset` as the name the data goes by. */
-  request(dataset: string): ApiRequest<'startRun'> {
+  /** The startRun request for the chosen settings: `dataset` is synthetic:N or a registered dataset's id. */
+  request(dataset: ApiRequest<'startRun'>['dataset']): ApiRequest<'startRun'> {
     const n = (value: number | null) => value ?? Number.NaN;
     return {
       ...(this.runName.trim() ? { name: this.runName.trim() } : {}),
@@ -325,6 +354,7 @@ export class TrainWizard {
       validationFraction: n(this.validationFraction),
       checkpointEveryEpochs: n(this.checkpointEveryEpochs),
       keepLastCheckpoints: n(this.keepLastCheckpoints),
+      ...(this.warmStart ? { initFrom: { checkpointId: this.warmStart.checkpointId }, resetOptimizer: this.resetOptimizer } : {}),
     };
   }
 
@@ -333,19 +363,19 @@ export class TrainWizard {
     if (!this.allValid || this.starting) return;
     this.startError = null;
     try {
-      let dataset: string;
+      let dataset: ApiRequest<'startRun'>['dataset'];
       if (this.source === 'synthetic') dataset = `synthetic:${this.syntheticRows}`;
-      else if (this.source === 'registered') dataset = this.datasetName;
+      else if (this.source === 'registered') dataset = { datasetId: this.selectedDataset!.id };
       else {
         const file = this.checkedFile!;
         this.starting = `Importing ${file.name}…`;
         const record = await this.#api.call('importDataset', {
           fileName: file.name,
-          bytes: file.bytes,
+          ...file.source,
           name: this.importName.trim() || file.name,
           fieldSize: this.fieldSize!,
         });
-        dataset = record.name;
+        dataset = { datasetId: record.id };
         void this.datasets.refresh();
       }
       this.starting = 'Starting the run…';
