@@ -1,4 +1,5 @@
 import { parseEngineConfig, type EngineConfigInput } from '../../src-shared/engine-config';
+import type { HardwareInfo } from '../../src-shared/hardware';
 import { syntheticRows } from '../../src-main/data/synthetic';
 import { splitTrainValidation } from '../../src-main/data/split';
 import { TrainingRun, type TrainingEvents, type TrainingPlan } from '../../src-main/training/coordinator';
@@ -6,6 +7,16 @@ import type { EngineSnapshot } from '../../src-main/training/protocol';
 
 /** A small data-parallel plan for the coordinator tests (2 workers, wasm unless overridden). */
 export const NO_GPU = { gpus: [], nvidiaSmi: { available: false as const, reason: 'tests run without a GPU' } };
+/** A 2-core machine without a GPU, as the service tests describe it. */
+export const TEST_HARDWARE: HardwareInfo = {
+  platform: 'linux',
+  arch: 'x64',
+  cpu: { model: 'test CPU', logicalCores: 2, physicalCores: 2 },
+  memoryTotalBytes: 8 * 2 ** 30,
+  memoryFreeBytes: 4 * 2 ** 30,
+  gpus: [],
+  nvidiaSmi: NO_GPU.nvidiaSmi,
+};
 export const F = 12;
 export const SMALL = { fieldSize: F, hiddenSize: 16, spikingHiddenSize: 8, spikingSteps: 3 };
 

@@ -3,12 +3,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { HardwareInfo } from '../../src-shared/hardware';
 import { decodeCheckpoint } from '../../src-main/engine/checkpoint';
 import { processStartMark } from '../../src-main/hardware/process-identity';
 import { resumeTraining, startTraining, type TrainingRequestInput } from '../../src-main/services/training-service';
 import { importCheckpointBytes } from '../../src-main/services/workstation';
 import { openStore, type Store } from '../../src-main/store/database';
+import { TEST_HARDWARE } from '../helpers/training';
 import { createExchange, removeOrphanedExchanges } from '../../src-main/training/gradient-exchange';
 import { expectQuadraError } from '../store/helpers';
 
@@ -20,15 +20,7 @@ import { expectQuadraError } from '../store/helpers';
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-truth-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const HARDWARE: HardwareInfo = {
-  platform: 'linux',
-  arch: 'x64',
-  cpu: { model: 'test CPU', logicalCores: 2, physicalCores: 2 },
-  memoryTotalBytes: 8 * 2 ** 30,
-  memoryFreeBytes: 4 * 2 ** 30,
-  gpus: [],
-  nvidiaSmi: { available: false, reason: 'tests run without a GPU' },
-};
+const HARDWARE = TEST_HARDWARE;
 const SMALL = { fieldSize: 8, hiddenSize: 12, spikingHiddenSize: 8, spikingSteps: 3 };
 
 let dbCounter = 0;

@@ -3,26 +3,18 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { HardwareInfo } from '../../src-shared/hardware';
 import { serializeNpy } from '../../src-main/data/npy';
 import { decodeCheckpoint } from '../../src-main/engine/checkpoint';
 import { resumeTraining, startTraining, type TrainingRequestInput } from '../../src-main/services/training-service';
 import { openStore, type Store } from '../../src-main/store/database';
+import { TEST_HARDWARE } from '../helpers/training';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'src-main/cli/quadra.mjs');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-service-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const HARDWARE: HardwareInfo = {
-  platform: 'linux',
-  arch: 'x64',
-  cpu: { model: 'test CPU', logicalCores: 2, physicalCores: 2 },
-  memoryTotalBytes: 8 * 2 ** 30,
-  memoryFreeBytes: 4 * 2 ** 30,
-  gpus: [],
-  nvidiaSmi: { available: false, reason: 'tests run without a GPU' },
-};
+const HARDWARE = TEST_HARDWARE;
 const SMALL = { fieldSize: 10, hiddenSize: 12, spikingHiddenSize: 6, spikingSteps: 3 };
 
 let dbCounter = 0;
