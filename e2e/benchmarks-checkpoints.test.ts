@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Download, type Page } from 'playwright-core';
-import { launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
+import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -48,8 +48,7 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
 
   afterAll(async () => {
     await browser?.close();
-    server?.kill('SIGINT');
-    await new Promise((resolve) => (server && server.exitCode === null ? server.once('exit', resolve) : resolve(null)));
+    await stopServe(server);
     rmSync(tmp, { recursive: true, force: true });
   });
 

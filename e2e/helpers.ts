@@ -30,6 +30,14 @@ export async function startServe(db: string, env: NodeJS.ProcessEnv = process.en
   return { url, child };
 }
 
+/** Stops a `quadra serve` started by startServe (Ctrl-C, as a user would) and waits for it to exit. */
+export async function stopServe(server: ChildProcess | null): Promise<void> {
+  if (!server || server.exitCode !== null) return;
+  const exited = new Promise((resolve) => server.once('exit', resolve));
+  server.kill('SIGINT');
+  await exited;
+}
+
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startServe, uiSkipReason } from './helpers';
+import { launchChromium, startServe, stopServe, uiSkipReason } from './helpers';
 
 /**
  * The printed URL opened under another name for the same server (localhost for 127.0.0.1) is the
@@ -24,11 +24,7 @@ describe.skipIf(why !== null)(`serve mode under another name${why ? ` (skipped: 
 
   afterAll(async () => {
     await browser?.close();
-    if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server!.once('exit', resolve));
-      server.kill('SIGINT');
-      await exited;
-    }
+    await stopServe(server);
     rmSync(tmp, { recursive: true, force: true });
   });
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
-import { launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
+import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -45,11 +45,7 @@ describe.skipIf(why !== null)(`the training wizard in Chromium${why ? ` (skipped
 
   afterAll(async () => {
     await browser?.close();
-    if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server!.once('exit', resolve));
-      server.kill('SIGINT');
-      await exited;
-    }
+    await stopServe(server);
     rmSync(tmp, { recursive: true, force: true });
   });
 

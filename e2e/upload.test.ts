@@ -5,7 +5,7 @@ import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serializeNpy } from '../src-main/data/npy';
-import { launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
+import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
 
 /**
  * Files from the browser go to `quadra serve` by `POST /upload`, not inside a WebSocket message:
@@ -57,11 +57,7 @@ describe.skipIf(why !== null)(`uploads from the page${why ? ` (skipped: ${why})`
 
   afterAll(async () => {
     await browser?.close();
-    if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server!.once('exit', resolve));
-      server.kill('SIGINT');
-      await exited;
-    }
+    await stopServe(server);
     rmSync(tmp, { recursive: true, force: true });
   });
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src-main/store/database';
-import { launchChromium, quadraCli, ROOT, startServe, uiSkipReason } from './helpers';
+import { launchChromium, quadraCli, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
 
 /**
  * Checkpoints → "Train from this" in Debian's headless Chromium against a real `quadra serve`: the
@@ -39,8 +39,7 @@ describe.skipIf(why !== null)(`warm starts from the Checkpoints view in Chromium
 
   afterAll(async () => {
     await browser?.close();
-    server?.kill('SIGINT');
-    await new Promise((resolve) => (server && server.exitCode === null ? server.once('exit', resolve) : resolve(null)));
+    await stopServe(server);
     rmSync(tmp, { recursive: true, force: true });
   });
 
