@@ -8,7 +8,6 @@ import type { DatasetRecord, RunMode, RunRecord } from '../../src-shared/records
 import {
   parseOrThrow,
   parseRunConfig,
-  SYNTHETIC_SPEC,
   TrainingRequestSchema,
   type StoredRunConfig,
   type TrainingRequest,
@@ -147,11 +146,16 @@ export async function resumeTraining(runId: number, ctx: ServiceContext, fromChe
 
 /** The data a resumed run trains on: its synthetic spec, or the dataset it registered (by id). */
 function resumeDatasetOf(runId: number, run: RunRecord, stored: StoredRunConfig): string | { datasetId: number } {
-  if (SYNTHETIC_SPEC.test(stored.dataset) || stored.dataset.startsWith('synthetic')) return stored.dataset;
+  if (isSyntheticSpec(stored.dataset)) return stored.dataset;
   if (run.datasetId === null) {
     throw new QuadraError('NOT_FOUND', `run ${runId}'s dataset (${stored.dataset}) is no longer registered; import it again and train from the run's checkpoint with --init-from`, { runId });
   }
   return { datasetId: run.datasetId };
+}
+
+/** 'synthetic' or 'synthetic:…' (parseSyntheticSpec says what is wrong with the rest); a file named synthetic.csv is a file. */
+function isSyntheticSpec(spec: string): boolean {
+  return spec === 'synthetic' || spec.startsWith('synthetic:');
 }
 
 /** The training plan, checked (TrainingRun.check) so a run that cannot start is refused before it is recorded. */
@@ -346,7 +350,7 @@ export async function resolveDataset(
   engine: EngineConfig,
 ): Promise<{ data: LoadedData; register: () => DatasetRecord }> {
   const F = engine.model.fieldSize;
-  if (typeof spec === 'string' && spec.startsWith('synthetic')) {
+  if (typeof spec === 'string' && isSyntheticSpec(spec)) {
     const rows = parseSyntheticSpec(spec);
     const values = syntheticRows(rows, F, engine.seed);
     const name = `synthetic:${rows}x${F}:seed${engine.seed}`;
