@@ -5,7 +5,7 @@ import { queryGpus } from '../hardware/nvidia-smi';
 import { assertPrecisionSupported, selectBackend, type BackendSelection, type GpuSituation } from './backends';
 import { encodeCheckpoint, type CheckpointContents, type EncodeOptions } from './checkpoint';
 import { initialFieldState, initialParameters } from './init';
-import type { ForwardResult, LossParts, ModelKernel, OptimizerState } from './kernel';
+import type { ForwardResult, LossParts, SyncModelKernel, OptimizerState } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
 import { Rng } from './random';
 import { SimdKernel } from './simd/simd-kernel';
@@ -60,11 +60,11 @@ export class OscillatorEngine {
   readonly backend: BackendSelection;
   readonly layout: ParamLayout;
   readonly rank: number;
-  #kernel: ModelKernel;
+  #kernel: SyncModelKernel;
   #fieldState: Float32Array;
   #step = 0;
 
-  private constructor(config: EngineConfig, backend: BackendSelection, kernel: ModelKernel, rank: number) {
+  private constructor(config: EngineConfig, backend: BackendSelection, kernel: SyncModelKernel, rank: number) {
     this.config = config;
     this.backend = backend;
     this.layout = kernel.layout;
@@ -82,7 +82,7 @@ export class OscillatorEngine {
     const backend = await selectBackend(requested, gpu, config.model);
     assertPrecisionSupported(config.precision, backend.id);
     const parameters = initialParameters(layout, config.seed);
-    const kernel: ModelKernel =
+    const kernel: SyncModelKernel =
       backend.id === 'simd'
         ? new SimdKernel(config.model, layout, parameters, { capacity: config.batchSize })
         : new TfjsKernel(backend.id, config.model, layout, parameters);
@@ -93,7 +93,7 @@ export class OscillatorEngine {
     return this.#step;
   }
 
-  get kernel(): ModelKernel {
+  get kernel(): SyncModelKernel {
     return this.#kernel;
   }
 

@@ -29,34 +29,51 @@ export interface KernelMemory {
   bytes: number;
 }
 
+/** A value now (CPU kernels) or later (GPU kernels, whose readback is asynchronous). */
+export type MaybePromise<T> = T | Promise<T>;
+
 /**
- * One compute backend's implementation of the model. Every backend (the tfjs ones now, a fused
- * wasm kernel later) implements this, reading and writing parameters, moments and gradients as
- * flat Float32Arrays in layout order.
+ * One compute backend's implementation of the model, reading and writing parameters, moments and
+ * gradients as flat Float32Arrays in layout order. CPU kernels (tfjs, simd) answer at once; a GPU
+ * kernel answers with promises, since WebGPU has no synchronous readback. Callers that serve every
+ * backend (the worker) await each call; SyncModelKernel is the CPU kernels' narrower contract.
  */
 export interface ModelKernel {
   readonly backend: BackendId;
   readonly model: ModelConfig;
   readonly layout: ParamLayout;
   /** Forward and backward in training mode; the gradients wait inside until applyGradients. */
-  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts;
+  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): MaybePromise<LossParts>;
   /** A copy of the pending gradients (spiking part zero when spikeGradient is 'none'). */
-  readGradients(): Float32Array;
+  readGradients(): MaybePromise<Float32Array>;
   /**
    * Replaces the pending gradients, e.g. with the all-reduced mean of every worker's. The kernel may
    * keep the array until the next applyGradients, so the caller must not change it before then.
    */
-  writeGradients(gradients: Float32Array): void;
+  writeGradients(gradients: Float32Array): MaybePromise<void>;
   /** One AdamW step of both optimisers with the pending gradients, which it consumes. */
-  applyGradients(optimizer: OptimizerConfig): void;
+  applyGradients(optimizer: OptimizerConfig): MaybePromise<void>;
   /** Evaluation forward: no dropout, no gradients. */
+  forward(batch: Float32Array, rows: number): MaybePromise<ForwardResult>;
+  getParameters(): MaybePromise<Float32Array>;
+  setParameters(parameters: Float32Array): MaybePromise<void>;
+  getOptimizerState(): MaybePromise<OptimizerState>;
+  setOptimizerState(state: OptimizerState): MaybePromise<void>;
+  memory(): KernelMemory;
+  dispose(): void;
+}
+
+/** The CPU kernels' contract: every answer at once. */
+export interface SyncModelKernel extends ModelKernel {
+  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts;
+  readGradients(): Float32Array;
+  writeGradients(gradients: Float32Array): void;
+  applyGradients(optimizer: OptimizerConfig): void;
   forward(batch: Float32Array, rows: number): ForwardResult;
   getParameters(): Float32Array;
   setParameters(parameters: Float32Array): void;
   getOptimizerState(): OptimizerState;
   setOptimizerState(state: OptimizerState): void;
-  memory(): KernelMemory;
-  dispose(): void;
 }
 
 /** loss = reconstruction + weight·spike loss (DESIGN.md §4), with both terms. */

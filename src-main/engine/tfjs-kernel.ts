@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendId, ModelConfig, OptimizerConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
-import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type ModelKernel, type OptimizerState } from './kernel';
+import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type SyncModelKernel, type OptimizerState } from './kernel';
 import type { ParamEntry, ParamLayout } from './layout';
 import { lifBackward, lifForward, spikeLossHost, sumRows, transposeHost, SURROGATE_SLOPE, type LifParams } from './lif-host';
 import { dropoutMask, Rng } from './random';
@@ -33,7 +33,7 @@ export type SpikeForward = 'heaviside' | 'smooth';
  * XNNPACK's fast path on wasm (tfjs's own matMul gradient uses transposed matMuls, ~10× slower
  * there), and fc1(x), the Wᵀ copies and the spiking layer gradients are computed once per step.
  */
-export class TfjsKernel implements ModelKernel {
+export class TfjsKernel implements SyncModelKernel {
   readonly backend: BackendId;
   readonly model: ModelConfig;
   readonly layout: ParamLayout;

@@ -4,7 +4,7 @@ import { parseEngineConfig, type ModelConfig, type SpikeGradient } from '../../s
 import { QuadraError } from '../../src-shared/errors';
 import { resetBackendSelectionForTests, selectBackend } from '../../src-main/engine/backends';
 import { initialParameters } from '../../src-main/engine/init';
-import type { ForwardResult, LossParts, ModelKernel } from '../../src-main/engine/kernel';
+import type { ForwardResult, LossParts, SyncModelKernel } from '../../src-main/engine/kernel';
 import { buildLayout, view, type ParamLayout } from '../../src-main/engine/layout';
 import { Rng } from '../../src-main/engine/random';
 import { SimdKernel } from '../../src-main/engine/simd/simd-kernel';
@@ -33,7 +33,7 @@ function rel(a: number, b: number): number {
   return Math.abs(a - b) / Math.abs(b);
 }
 
-const live: ModelKernel[] = [];
+const live: SyncModelKernel[] = [];
 afterEach(() => {
   for (const kernel of live.splice(0)) kernel.dispose();
 });

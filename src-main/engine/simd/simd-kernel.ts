@@ -1,6 +1,6 @@
 import type { ModelConfig, OptimizerConfig } from '../../../src-shared/engine-config';
 import { QuadraError } from '../../../src-shared/errors';
-import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type ModelKernel, type OptimizerState } from '../kernel';
+import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type SyncModelKernel, type OptimizerState } from '../kernel';
 import { spikeLossHost } from '../lif-host';
 import type { ParamLayout } from '../layout';
 import { Rng } from '../random';
@@ -42,7 +42,7 @@ const FORWARD_CHUNK = 256;
  * and writes them through typed-array views. Single-threaded and synchronous, like the tfjs host
  * path, so it runs unchanged in a worker thread.
  */
-export class SimdKernel implements ModelKernel {
+export class SimdKernel implements SyncModelKernel {
   readonly backend = 'simd' as const;
   readonly model: ModelConfig;
   readonly layout: ParamLayout;
