@@ -6,7 +6,6 @@ import { detectHardware } from '../hardware/detect';
 import { WorkstationService } from '../services/workstation';
 import { openStore } from '../store/database';
 import { defaultDatabasePath } from '../store/paths';
-import { setWorkerEntry } from '../training/transport';
 import { broadcast, registerApi } from './ipc';
 import { utilityTransport } from './utility-transport';
 
@@ -35,7 +34,6 @@ if (!app.requestSingleInstanceLock()) {
 }
 
 async function start(): Promise<void> {
-  setWorkerEntry(path.join(here, 'worker-main.mjs'));
   const store = openStore(defaultDatabasePath());
   store.runs.markInterruptedRuns();
   const hardware = detectHardware();
@@ -45,7 +43,8 @@ async function start(): Promise<void> {
     store,
     hardware: () => hardware,
     dataDir: path.dirname(store.file),
-    transport: utilityTransport,
+    // build.mjs bundles the training worker next to this file.
+    transport: utilityTransport(path.join(here, 'worker-main.mjs')),
     emit: (event, payload) => broadcast(webContents.getAllWebContents(), event, payload),
     monitor: { start: () => monitor.start(), stop: () => void monitor.stop(), onSample: (l) => monitor.onDidSample(l) },
   });

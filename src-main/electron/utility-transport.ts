@@ -1,19 +1,23 @@
 import { utilityProcess } from 'electron';
-import type { TransportFactory } from '../training/transport';
-import { WORKER_ENTRY } from '../training/transport';
+import { runsThroughTsx, transportFactory, type SpawnOptions, type TransportFactory, type WorkerTransport } from '../training/transport';
 
 /**
  * Training workers inside the desktop app: Electron utility processes (a Node environment the
- * main process owns and Electron tears down with the app). The coordinator sees the same
- * WorkerTransport as with child_process.fork; the worker entry talks over process.parentPort.
+ * main process owns and Electron tears down with the app), each running `entry` (the bundled
+ * worker-main.mjs). The coordinator sees the same WorkerTransport as with child_process.fork; the
+ * worker talks over process.parentPort (worker-channels.ts).
  */
-export const utilityTransport: TransportFactory = ({ rank, env }) => {
-  const child = utilityProcess.fork(WORKER_ENTRY, [`--rank=${rank}`], {
+export function utilityTransport(entry: string): TransportFactory {
+  return transportFactory(entry, spawnUtility);
+}
+
+function spawnUtility(entry: string, { rank, env }: SpawnOptions): WorkerTransport {
+  const child = utilityProcess.fork(entry, [`--rank=${rank}`], {
     env: { ...process.env, ...env },
     serviceName: `Quadra training worker ${rank}`,
     stdio: 'inherit',
     // Development runs the TypeScript sources through tsx; the packaged app ships compiled JS.
-    execArgv: WORKER_ENTRY.endsWith('.ts') ? ['--import', 'tsx'] : [],
+    execArgv: runsThroughTsx(entry) ? ['--import', 'tsx'] : [],
   });
   let exited = false;
   child.on('exit', () => {
@@ -33,4 +37,4 @@ export const utilityTransport: TransportFactory = ({ rank, env }) => {
       if (!exited) child.kill();
     },
   };
-};
+}

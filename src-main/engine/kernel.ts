@@ -33,6 +33,21 @@ export interface KernelMemory {
 export type MaybePromise<T> = T | Promise<T>;
 
 /**
+ * What a kernel can do beyond the common contract, so callers test abilities, not classes (a
+ * kernel they have never heard of, e.g. a GPU one, then takes the general path).
+ */
+export interface KernelCapabilities {
+  /** Every method answers at once, never with a promise (the CPU kernels). */
+  readonly synchronous: boolean;
+  /**
+   * The kernel reduces the shared-memory all-reduce itself: gradientView() gives its pending
+   * gradients without a copy (to fill its slot) and allReduce() sums every slot into them. Without
+   * it, callers readGradients(), reduce on the host and writeGradients() the mean.
+   */
+  readonly allReducesInPlace: boolean;
+}
+
+/**
  * One compute backend's implementation of the model, reading and writing parameters, moments and
  * gradients as flat Float32Arrays in layout order. CPU kernels (tfjs, simd) answer at once; a GPU
  * kernel answers with promises, since WebGPU has no synchronous readback. Callers that serve every
@@ -42,6 +57,7 @@ export interface ModelKernel {
   readonly backend: BackendId;
   readonly model: ModelConfig;
   readonly layout: ParamLayout;
+  readonly capabilities: KernelCapabilities;
   /** Forward and backward in training mode; the gradients wait inside until applyGradients. */
   computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): MaybePromise<LossParts>;
   /** A copy of the pending gradients (spiking part zero when spikeGradient is 'none'). */
@@ -61,10 +77,19 @@ export interface ModelKernel {
   setOptimizerState(state: OptimizerState): MaybePromise<void>;
   memory(): KernelMemory;
   dispose(): void;
+  /** With capabilities.allReducesInPlace: the pending gradients in place (no copy), to copy into an all-reduce slot. */
+  gradientView?(): Float32Array;
+  /**
+   * With capabilities.allReducesInPlace: replaces the pending gradients by Σ_r weights[r]·slots[r],
+   * summed in rank order (every replica gets the same bits); this worker's own term (`rank`) is
+   * read in place, not from its slot.
+   */
+  allReduce?(rank: number, weights: readonly number[], slots: readonly Float32Array[]): MaybePromise<void>;
 }
 
 /** The CPU kernels' contract: every answer at once. */
 export interface SyncModelKernel extends ModelKernel {
+  readonly capabilities: KernelCapabilities & { readonly synchronous: true };
   computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts;
   readGradients(): Float32Array;
   writeGradients(gradients: Float32Array): void;
@@ -74,6 +99,7 @@ export interface SyncModelKernel extends ModelKernel {
   setParameters(parameters: Float32Array): void;
   getOptimizerState(): OptimizerState;
   setOptimizerState(state: OptimizerState): void;
+  allReduce?(rank: number, weights: readonly number[], slots: readonly Float32Array[]): void;
 }
 
 /** loss = reconstruction + weight·spike loss (DESIGN.md §4), with both terms. */

@@ -35,6 +35,7 @@ export type SpikeForward = 'heaviside' | 'smooth';
  */
 export class TfjsKernel implements SyncModelKernel {
   readonly backend: BackendId;
+  readonly capabilities = { synchronous: true, allReducesInPlace: false } as const;
   readonly model: ModelConfig;
   readonly layout: ParamLayout;
   /** For tests only: see SpikeForward. */

@@ -9,7 +9,7 @@ import { buildLayout } from '../engine/layout';
 import { createExchange } from './gradient-exchange';
 import { abortSharedExchange, createSharedExchange, MAX_SHARED_EXCHANGE_WORKERS, type SharedExchangeLayout } from './shared-exchange';
 import { threadTransport } from './thread-transport';
-import { forkTransport, type TransportFactory } from './transport';
+import { DEFAULT_WORKER_ENTRY, forkTransport, type TransportFactory } from './transport';
 import { WorkerHandle, type WorkerExit } from './worker-handle';
 
 /** Everything a data-parallel run needs; the dataset is already loaded and split. */
@@ -423,9 +423,16 @@ function workerDied(exit: WorkerExit): QuadraError {
   return new QuadraError('INTERNAL', `worker rank ${exit.rank} (pid ${exit.pid}) ${how}`, { rank: exit.rank, code: exit.code, signal: exit.signal });
 }
 
-/** How the plan's workers start: simd always in threads (its all-reduce is through shared memory). */
+const DEFAULT_FORK_TRANSPORT = forkTransport(DEFAULT_WORKER_ENTRY);
+
+/**
+ * How the plan's workers start: simd always in threads (its all-reduce is through shared memory),
+ * running the same entry as the plan's transport (e.g. the app's bundled worker); otherwise the
+ * plan's transport, or child processes.
+ */
 function transportFor(plan: TrainingPlan): TransportFactory {
-  return plan.backend === 'simd' && !plan.transport?.sharesMemory ? threadTransport : (plan.transport ?? forkTransport);
+  if (plan.backend === 'simd' && !plan.transport?.sharesMemory) return threadTransport(plan.transport?.entry ?? DEFAULT_WORKER_ENTRY);
+  return plan.transport ?? DEFAULT_FORK_TRANSPORT;
 }
 
 function usesSharedMemory(plan: TrainingPlan): boolean {

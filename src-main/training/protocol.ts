@@ -69,3 +69,18 @@ export type FromWorker =
 
 /** Requests without their seq, as callers write them. */
 export type Request = ToWorker extends infer M ? (M extends { seq: number } ? Omit<M, 'seq'> : never) : never;
+
+/**
+ * A worker's end of its transport, whatever carries it (IPC of child_process, an Electron utility
+ * process's parentPort, a worker thread's parentPort; a renderer's MessagePort next): the worker
+ * code above it never asks which. Implementations for Node's transports are in worker-channels.ts.
+ */
+export interface ParentChannel<In = ToWorker, Out = FromWorker> {
+  /** `transfer`: buffers to move rather than copy, where the channel can (threads, MessagePorts). */
+  send(message: Out, transfer?: ArrayBuffer[]): void;
+  onMessage(listener: (message: In) => void): void;
+  /** The parent went away; after the listeners the worker ends (a process exits). */
+  onClose(listener: () => void): void;
+  /** Ends this worker's side once its last message is on its way (after 'shutdown'). */
+  close(): void;
+}

@@ -5,9 +5,10 @@ import { weightedSum } from './gradient-exchange';
  * The gradient all-reduce between worker threads, through one SharedArrayBuffer: no copy through
  * a pipe or a file, and no round trip through the coordinator. Each step every worker copies its
  * gradients into its slot, waits at a barrier (Atomics), then computes the same weighted mean in
- * the same order — so replicas stay bit-identical — and applies it (the simd kernel sums inside
- * wasm, SimdKernel.allReduce; other kernels use reduceInto). Two slot sets alternate by step parity: a fast worker writing step s+1 never overwrites a
- * slot a slow one is still reading for step s (it cannot reach step s+2 before the slow one has
+ * the same order — so replicas stay bit-identical — and applies it (a kernel whose capabilities
+ * say allReducesInPlace, e.g. simd inside wasm, sums with its own allReduce; others use
+ * reduceInto). Two slot sets alternate by step parity: a fast worker writing step s+1 never
+ * overwrites a slot a slow one is still reading for step s (it cannot reach step s+2 before the slow one has
  * arrived at step s+1's barrier, i.e. finished reading step s).
  */
 export interface SharedExchangeLayout {
@@ -86,7 +87,7 @@ export class SharedExchangeClient {
     return this.#slots[step % 2]!;
   }
 
-  /** Σ_r weight_r · g_r for `step` into `out` (for kernels that cannot sum in place, unlike simd's). */
+  /** Σ_r weight_r · g_r for `step` into `out` (for kernels that do not all-reduce in place). */
   reduceInto(step: number, weights: readonly number[], out: Float32Array): void {
     weightedSum(this.#slots[step % 2]!, weights, out);
   }

@@ -2,8 +2,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 /**
- * How a worker process is started and talked to. Two small implementations: child_process.fork
- * here (CLI, serve mode, tests) and Electron's utilityProcess in src-main/electron; the worker
+ * How a worker is started and talked to: child_process.fork here (CLI, serve mode, tests), worker
+ * threads (thread-transport.ts) and Electron's utilityProcess in src-main/electron; the worker
  * handle and the coordinator see only this interface.
  */
 export interface WorkerTransport {
@@ -20,23 +20,49 @@ export interface SpawnOptions {
   env: Record<string, string>;
 }
 
-export type TransportFactory = ((options: SpawnOptions) => WorkerTransport) & {
+/** Starts one worker per call, each running the factory's own entry script. */
+export interface TransportFactory {
+  (options: SpawnOptions): WorkerTransport;
+  /** The script every worker of this factory runs (a .ts file runs through tsx's loader). */
+  readonly entry: string;
   /** Workers are threads of this process: gradients can go through a SharedArrayBuffer. */
-  sharesMemory?: boolean;
-};
-
-/** The worker's entry file: the TypeScript source (run through tsx) unless a bundle says otherwise. */
-export let WORKER_ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
-
-/** The packaged app runs a bundled worker (dist/electron/worker-main.mjs). */
-export function setWorkerEntry(file: string): void {
-  WORKER_ENTRY = file;
+  readonly sharesMemory?: boolean;
 }
 
-/** Workers as Node child processes, running the TypeScript entry through tsx's loader. */
-export const forkTransport: TransportFactory = ({ rank, env }) => {
-  const child: ChildProcess = fork(WORKER_ENTRY, [`--rank=${rank}`], {
-    execArgv: WORKER_ENTRY.endsWith('.ts') ? ['--import', 'tsx'] : [],
+/**
+ * The worker entry next to this module, resolved once: worker-main.ts when running from the
+ * sources (tsx, vitest), worker-main.mjs when this module is bundled (dist/electron/main.mjs, whose
+ * build writes the worker next to it).
+ */
+export const DEFAULT_WORKER_ENTRY = workerEntryNextTo(import.meta.url);
+
+export function workerEntryNextTo(moduleUrl: string): string {
+  const fromSources = new URL(moduleUrl).pathname.endsWith('.ts');
+  return fileURLToPath(new URL(fromSources ? './worker-main.ts' : './worker-main.mjs', moduleUrl));
+}
+
+/** A TypeScript entry needs tsx's loader; a bundled one runs as it is. */
+export function runsThroughTsx(entry: string): boolean {
+  return entry.endsWith('.ts');
+}
+
+/** Binds a spawn function to its entry: the factory carries the entry, nothing module-wide does. */
+export function transportFactory(
+  entry: string,
+  spawn: (entry: string, options: SpawnOptions) => WorkerTransport,
+  traits: { sharesMemory?: boolean } = {},
+): TransportFactory {
+  return Object.freeze(Object.assign((options: SpawnOptions) => spawn(entry, options), { entry, ...traits }));
+}
+
+/** Workers as Node child processes (a TypeScript entry runs through tsx's loader). */
+export function forkTransport(entry: string = DEFAULT_WORKER_ENTRY): TransportFactory {
+  return transportFactory(entry, spawnChild);
+}
+
+function spawnChild(entry: string, { rank, env }: SpawnOptions): WorkerTransport {
+  const child: ChildProcess = fork(entry, [`--rank=${rank}`], {
+    execArgv: runsThroughTsx(entry) ? ['--import', 'tsx'] : [],
     env: { ...process.env, ...env },
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -54,4 +80,4 @@ export const forkTransport: TransportFactory = ({ rank, env }) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
-};
+}

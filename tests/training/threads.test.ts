@@ -15,11 +15,12 @@ function plan(overrides: Parameters<typeof basePlan>[0] = {}): TrainingPlan {
 
 /** The thread transport, keeping each worker's handle so a test can end one. */
 function recordingThreads(handles: WorkerTransport[]): TransportFactory {
+  const threads = threadTransport();
   return Object.assign((options: Parameters<TransportFactory>[0]) => {
-    const transport = threadTransport(options);
+    const transport = threads(options);
     handles.push(transport);
     return transport;
-  }, { sharesMemory: true });
+  }, { entry: threads.entry, sharesMemory: true });
 }
 
 describe('simd backend: data-parallel training in worker threads with a shared-memory all-reduce', () => {

@@ -44,6 +44,8 @@ const FORWARD_CHUNK = 256;
  */
 export class SimdKernel implements SyncModelKernel {
   readonly backend = 'simd' as const;
+  /** Gradients live in the module's memory: the all-reduce sums into them there (allReduce). */
+  readonly capabilities = { synchronous: true, allReducesInPlace: true } as const;
   readonly model: ModelConfig;
   readonly layout: ParamLayout;
   readonly relaxed: boolean;
