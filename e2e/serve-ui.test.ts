@@ -37,7 +37,10 @@ describe.skipIf(why !== null)(`the workstation UI in Chromium${why ? ` (skipped:
     const page = await browser!.newPage();
     await page.goto(`${url}#hardware`);
     await page.waitForSelector('.connection.open');
-    await expect.poll(() => page.locator('.backends li').count(), { timeout: 20_000 }).toBe(5);
+    await expect.poll(() => page.locator('.backends li').count(), { timeout: 20_000 }).toBe(6);
+    // No GPU device here: webgpu says so (and 'auto' never starts Dawn for nothing).
+    const webgpu = page.locator('.backends li', { has: page.locator('.id', { hasText: /^webgpu$/ }) });
+    expect(await webgpu.innerText()).toMatch(/no GPU device on this machine|adapter/);
     const wasm = page.locator('.backends li', { has: page.locator('.id', { hasText: /^wasm$/ }) });
     expect(await wasm.getAttribute('class')).toContain('ok');
     // The fused kernel, the default on CPUs, with why it was chosen.

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { QuadraError } from './errors';
 
 /** Compute backends, in the order the automatic choice tries them. */
-export const BACKEND_IDS = ['tensorflow-gpu', 'simd', 'tensorflow', 'wasm', 'cpu'] as const;
+export const BACKEND_IDS = ['tensorflow-gpu', 'webgpu', 'simd', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendId = (typeof BACKEND_IDS)[number];
 
 export const SPIKE_GRADIENTS = ['surrogate', 'none'] as const;

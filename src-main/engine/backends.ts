@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,7 +54,8 @@ export interface GpuSituation {
 
 const TFJS_NAME: Record<BackendId, string> = {
   'tensorflow-gpu': 'tensorflow',
-  // The fused kernel needs no tfjs backend at all.
+  // The fused kernels need no tfjs backend at all.
+  webgpu: 'none',
   simd: 'none',
   tensorflow: 'tensorflow',
   wasm: 'wasm',
@@ -75,7 +77,8 @@ export function isBackendId(value: string): value is BackendId {
 /** Refuses fp16/mixed with the reason: tfjs has no reduced-precision compute. */
 export function assertPrecisionSupported(precision: Precision, backend: BackendId): void {
   if (precision !== 'fp32') {
-    throw new QuadraError('UNSUPPORTED', `precision '${precision}' is not available on backend '${backend}': ${PRECISION_NOTE}. Use fp32.`, {
+    const why = backend === 'webgpu' ? 'the fused WGSL kernels compute in float32 for now (mixed precision is not built yet)' : PRECISION_NOTE;
+    throw new QuadraError('UNSUPPORTED', `precision '${precision}' is not available on backend '${backend}': ${why}. Use fp32.`, {
       field: 'precision',
     });
   }
@@ -93,7 +96,7 @@ export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSitua
   const order: BackendId[] = requested === 'auto' ? [...BACKEND_IDS] : [requested];
   const report: BackendStatus[] = [];
   for (const id of order) {
-    const status = await tryBackend(id, gpu, model);
+    const status = await tryBackend(id, gpu, model, requested === id);
     if (!status.available) {
       report.push(status);
       continue;
@@ -128,10 +131,12 @@ export function formatBackendReport(report: BackendStatus[]): string[] {
   return report.map((r) => `${r.id}: ${r.reason}`);
 }
 
-async function tryBackend(id: BackendId, gpu: GpuSituation, model?: ModelWidths): Promise<BackendStatus> {
+async function tryBackend(id: BackendId, gpu: GpuSituation, model?: ModelWidths, named = false): Promise<BackendStatus> {
   switch (id) {
     case 'tensorflow-gpu':
       return tryNative('gpu', gpu);
+    case 'webgpu':
+      return tryWebGpu(named);
     case 'simd':
       return trySimd(model);
     case 'tensorflow':
@@ -192,6 +197,52 @@ export function explainNativeFailure(kind: 'gpu' | 'cpu', error: unknown): strin
   return `failed to load: ${firstLine}`;
 }
 
+/**
+ * Our fused WGSL kernels through Dawn's dawn.node. A hardware adapter is used by 'auto'; a
+ * software one (SwiftShader, llvmpipe) only when asked for by name: there simd is faster.
+ */
+async function tryWebGpu(named: boolean): Promise<BackendStatus> {
+  const absent = named ? null : noGpuDeviceNode();
+  if (absent) return { id: 'webgpu', available: false, reason: absent };
+  let node: typeof import('./webgpu-node');
+  try {
+    node = await import('./webgpu-node');
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    return { id: 'webgpu', available: false, reason: `not installed (the webgpu package, Dawn's dawn.node, is an optional dependency: ${message})` };
+  }
+  try {
+    const adapter = await node.nodeGpuAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) return { id: 'webgpu', available: false, reason: 'no WebGPU adapter found (Dawn found no usable Vulkan, Metal or D3D12 driver)' };
+    const name = node.adapterName(adapter.info);
+    if (node.isSoftwareAdapter(adapter.info) && !named) {
+      return { id: 'webgpu', available: false, reason: `only a software adapter (${name}); simd is faster on this CPU — ask for --backend webgpu to use it anyway` };
+    }
+    return { id: 'webgpu', available: true, reason: `${name}, fused WGSL kernels through Dawn${node.isSoftwareAdapter(adapter.info) ? ' (a software adapter: correct, but slow)' : ''}` };
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    return { id: 'webgpu', available: false, reason: `Dawn failed to start: ${message}` };
+  }
+}
+
+/**
+ * On Linux a GPU shows up as a device node (/dev/dri/renderD*, /dev/nvidia*). Without one, 'auto'
+ * does not start Dawn at all: its Vulkan drivers would only find software rasterisers, and say so
+ * on stderr. VK_ICD_FILENAMES (a chosen Vulkan driver, e.g. SwiftShader) always starts it.
+ */
+function noGpuDeviceNode(): string | null {
+  if (process.platform !== 'linux' || process.env.VK_ICD_FILENAMES) return null;
+  const has = (folder: string, pattern: RegExp) => {
+    try {
+      return readdirSync(folder).some((name) => pattern.test(name));
+    } catch {
+      return false;
+    }
+  };
+  if (has('/dev/dri', /^renderD\d+$/) || has('/dev', /^nvidia\d+$/)) return null;
+  return 'no GPU device on this machine (no /dev/dri render node, no /dev/nvidia*); --backend webgpu tries Dawn anyway';
+}
+
 function trySimd(model?: ModelWidths): BackendStatus {
   const probe = probeSimd();
   if (!probe.available) return { id: 'simd', available: false, reason: probe.reason };
@@ -224,14 +275,14 @@ async function tryWasm(): Promise<BackendStatus> {
 }
 
 async function activate(id: BackendId): Promise<void> {
-  if (id === 'simd') return;
+  if (id === 'simd' || id === 'webgpu') return;
   const ok = await tf.setBackend(TFJS_NAME[id]);
   if (!ok) throw new QuadraError('BACKEND_UNAVAILABLE', `backend '${id}' failed to initialise`);
   await tf.ready();
 }
 
 async function capabilities(id: BackendId): Promise<BackendCapabilities> {
-  const simd = id === 'simd' ? true : id === 'wasm' ? Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) : null;
+  const simd = id === 'simd' ? true : id === 'wasm' ? Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) : id === 'webgpu' ? false : null;
   const threads = id === 'tensorflow' || id === 'tensorflow-gpu' ? os.availableParallelism() : 1;
   return { precisions: ['fp32'], precisionNote: PRECISION_NOTE, simd, threads };
 }

@@ -5,7 +5,7 @@ import { queryGpus } from '../hardware/nvidia-smi';
 import { assertPrecisionSupported, selectBackend, type BackendSelection, type GpuSituation } from './backends';
 import { encodeCheckpoint, type CheckpointContents, type EncodeOptions } from './checkpoint';
 import { initialFieldState, initialParameters } from './init';
-import type { ForwardResult, LossParts, SyncModelKernel, OptimizerState } from './kernel';
+import type { ForwardResult, LossParts, MaybePromise, ModelKernel, OptimizerState, SyncModelKernel } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
 import { Rng } from './random';
 import { SimdKernel } from './simd/simd-kernel';
@@ -51,20 +51,30 @@ export interface BenchmarkResult {
   samplesPerSec: number;
 }
 
+/** What the engine answers over kernel K: at once for the CPU kernels, maybe later for a GPU kernel. */
+export type Answer<K extends ModelKernel, T> = K extends SyncModelKernel ? T : MaybePromise<T>;
+
+/** `next(value)` now, or once the promise resolves: one code path for both kinds of kernel. */
+function after<T, U>(value: MaybePromise<T>, next: (value: T) => MaybePromise<U>): MaybePromise<U> {
+  return value instanceof Promise ? value.then(next) : next(value);
+}
+
 /**
  * The Quadra Matrix oscillator engine (DESIGN.md §4): a neural-field autoencoder and a LIF spiking
- * network trained together with two AdamW optimisers, on whichever backend the kernel runs.
+ * network trained together with two AdamW optimisers, on whichever backend the kernel runs. Over a
+ * CPU kernel (the default, `create`) every method answers at once; over a GPU kernel
+ * (`createForWorker`) they answer with promises, which the training worker awaits.
  */
-export class OscillatorEngine {
+export class OscillatorEngine<K extends ModelKernel = SyncModelKernel> {
   readonly config: EngineConfig;
   readonly backend: BackendSelection;
   readonly layout: ParamLayout;
   readonly rank: number;
-  #kernel: SyncModelKernel;
+  #kernel: K;
   #fieldState: Float32Array;
   #step = 0;
 
-  private constructor(config: EngineConfig, backend: BackendSelection, kernel: SyncModelKernel, rank: number) {
+  private constructor(config: EngineConfig, backend: BackendSelection, kernel: K, rank: number) {
     this.config = config;
     this.backend = backend;
     this.layout = kernel.layout;
@@ -73,40 +83,57 @@ export class OscillatorEngine {
     this.#fieldState = initialFieldState(config.model.fieldSize, config.seed);
   }
 
+  /** An engine on a CPU backend (or the tfjs GPU one): every method answers at once. */
   static async create(options: EngineOptions = {}): Promise<OscillatorEngine> {
-    const config = parseEngineConfig(options.config ?? {});
-    const requested = options.backend ?? 'auto';
-    if (requested !== 'auto') assertPrecisionSupported(config.precision, requested);
-    const layout = buildLayout(config.model);
-    const gpu = options.gpu ?? (await detectGpus(requested));
-    const backend = await selectBackend(requested, gpu, config.model);
-    assertPrecisionSupported(config.precision, backend.id);
-    const parameters = initialParameters(layout, config.seed);
+    return OscillatorEngine.#withSyncKernel(await prepare(options), options.rank ?? 0);
+  }
+
+  static #withSyncKernel({ config, backend, layout, parameters }: Prepared, rank: number): OscillatorEngine {
+    if (backend.id === 'webgpu') {
+      throw new QuadraError('UNSUPPORTED', 'the webgpu backend answers asynchronously; it trains in workers (quadra train, quadra bench --workers N)', { backend: 'webgpu' });
+    }
     const kernel: SyncModelKernel =
       backend.id === 'simd'
         ? new SimdKernel(config.model, layout, parameters, { capacity: config.batchSize })
         : new TfjsKernel(backend.id, config.model, layout, parameters);
-    return new OscillatorEngine(config, backend, kernel, options.rank ?? 0);
+    return new OscillatorEngine(config, backend, kernel, rank);
+  }
+
+  /** An engine on any backend, the webgpu one included, for callers that await every answer (the worker). */
+  static async createForWorker(options: EngineOptions = {}): Promise<OscillatorEngine<ModelKernel>> {
+    const prepared = await prepare(options);
+    const { config, backend, layout, parameters } = prepared;
+    if (backend.id !== 'webgpu') return OscillatorEngine.#withSyncKernel(prepared, options.rank ?? 0) as OscillatorEngine<ModelKernel>;
+    const { createWebGpuKernel } = await import('./webgpu/webgpu-kernel');
+    const { nodeGpuDevice } = await import('./webgpu-node');
+    const device = await nodeGpuDevice();
+    if (!device) throw new QuadraError('BACKEND_UNAVAILABLE', 'webgpu: no WebGPU adapter found');
+    const kernel = await createWebGpuKernel(device, config.model, layout, parameters, { capacity: config.batchSize });
+    return new OscillatorEngine<ModelKernel>(config, backend, kernel, options.rank ?? 0);
   }
 
   get step(): number {
     return this.#step;
   }
 
-  get kernel(): SyncModelKernel {
+  get kernel(): K {
     return this.#kernel;
   }
 
   /** Forward, backward and one AdamW step. A non-finite loss stops before the update: DIVERGED. */
-  trainStep(batch: Float32Array, rows = this.#rowsOf(batch)): StepResult {
-    const parts = this.computeGradients(batch, rows);
-    this.applyGradients();
-    return { ...parts, step: this.#step };
+  trainStep(batch: Float32Array, rows = this.#rowsOf(batch)): Answer<K, StepResult> {
+    return after(this.computeGradients(batch, rows) as MaybePromise<LossParts>, (parts) =>
+      after(this.applyGradients() as MaybePromise<void>, () => ({ ...parts, step: this.#step })),
+    ) as Answer<K, StepResult>;
   }
 
   /** First half of a step, for data-parallel training: gradients stay pending in the kernel. */
-  computeGradients(batch: Float32Array, rows = this.#rowsOf(batch)): LossParts {
-    const parts = this.#kernel.computeGradients(batch, rows, this.#dropoutSeed());
+  computeGradients(batch: Float32Array, rows = this.#rowsOf(batch)): Answer<K, LossParts> {
+    return after(this.#kernel.computeGradients(batch, rows, this.#dropoutSeed()), (parts) => this.#finite(parts)) as Answer<K, LossParts>;
+  }
+
+  /** A non-finite loss stops the step before any update. */
+  #finite(parts: LossParts): LossParts {
     if (!Number.isFinite(parts.loss)) {
       throw new QuadraError('DIVERGED', `loss became ${parts.loss} at step ${this.#step + 1}; parameters were left as they were before this step`, {
         step: this.#step + 1,
@@ -117,47 +144,48 @@ export class OscillatorEngine {
     return parts;
   }
 
-  applyGradients(): void {
-    this.#kernel.applyGradients(this.config.optimizer);
-    this.#step += 1;
+  applyGradients(): Answer<K, void> {
+    return after(this.#kernel.applyGradients(this.config.optimizer), () => {
+      this.#step += 1;
+    }) as Answer<K, void>;
   }
 
   /** Evaluation forward (no dropout, no gradients). */
-  processBatch(batch: Float32Array, rows = this.#rowsOf(batch)): ForwardResult {
-    return this.#kernel.forward(batch, rows);
+  processBatch(batch: Float32Array, rows = this.#rowsOf(batch)): Answer<K, ForwardResult> {
+    return this.#kernel.forward(batch, rows) as Answer<K, ForwardResult>;
   }
 
   /**
    * field ← field + rate·(f(x) − field), with f(x) the eval-mode field output averaged over the
    * rows of x (the reference broadcast a batch into the state's shape; a mean keeps it a vector).
    */
-  updateField(x: Float32Array, rows = this.#rowsOf(x), rate = this.config.fieldUpdateRate): Float32Array {
+  updateField(x: Float32Array, rows = this.#rowsOf(x), rate = this.config.fieldUpdateRate): Answer<K, Float32Array> {
     const F = this.config.model.fieldSize;
-    const { fieldOutput } = this.#kernel.forward(x, rows);
-    for (let j = 0; j < F; j++) {
-      let mean = 0;
-      for (let i = 0; i < rows; i++) mean += fieldOutput[i * F + j]!;
-      mean /= rows;
-      this.#fieldState[j] = this.#fieldState[j]! + rate * (mean - this.#fieldState[j]!);
-    }
-    return Float32Array.from(this.#fieldState);
+    return after(this.#kernel.forward(x, rows), ({ fieldOutput }) => {
+      for (let j = 0; j < F; j++) {
+        let mean = 0;
+        for (let i = 0; i < rows; i++) mean += fieldOutput[i * F + j]!;
+        mean /= rows;
+        this.#fieldState[j] = this.#fieldState[j]! + rate * (mean - this.#fieldState[j]!);
+      }
+      return Float32Array.from(this.#fieldState);
+    }) as Answer<K, Float32Array>;
   }
 
   get fieldState(): Float32Array {
     return Float32Array.from(this.#fieldState);
   }
 
-  getState(): EngineState {
-    return {
-      parameters: this.#kernel.getParameters(),
-      optimizer: this.#kernel.getOptimizerState(),
-      fieldState: Float32Array.from(this.#fieldState),
-      step: this.#step,
-    };
+  getState(): Answer<K, EngineState> {
+    const fieldState = Float32Array.from(this.#fieldState);
+    const step = this.#step;
+    return after(this.#kernel.getParameters(), (parameters) =>
+      after(this.#kernel.getOptimizerState(), (optimizer) => ({ parameters, optimizer, fieldState, step })),
+    ) as Answer<K, EngineState>;
   }
 
   /** Restores a full state; partial states (e.g. weights only, from PyTorch) leave the rest as is. */
-  setState(state: Partial<EngineState>): void {
+  setState(state: Partial<EngineState>): Answer<K, void> {
     // Check everything first: a state that fails part-way must change nothing.
     const total = this.layout.total;
     const expectLength = (what: string, values: Float32Array | undefined, expected: number) => {
@@ -174,17 +202,18 @@ export class OscillatorEngine {
         throw new QuadraError('INVALID_ARGUMENT', `${what}: expected a whole number ≥ 0, got ${value}`, { field: what });
       }
     }
-    if (state.parameters) this.#kernel.setParameters(state.parameters);
-    if (state.optimizer) this.#kernel.setOptimizerState(state.optimizer);
     if (state.fieldState) this.#fieldState = Float32Array.from(state.fieldState);
     if (state.step !== undefined) this.#step = state.step;
+    return after(state.parameters ? this.#kernel.setParameters(state.parameters) : undefined, () =>
+      state.optimizer ? this.#kernel.setOptimizerState(state.optimizer) : undefined,
+    ) as Answer<K, void>;
   }
 
   /**
    * Loads a decoded (already fully validated) checkpoint. Only the architecture must match; a
    * weights-only file (e.g. from PyTorch) keeps the current optimiser state, field state and step.
    */
-  loadCheckpoint(contents: CheckpointContents): void {
+  loadCheckpoint(contents: CheckpointContents): Answer<K, void> {
     const mine = this.config.model;
     for (const key of ['fieldSize', 'hiddenSize', 'spikingHiddenSize'] as const) {
       if (contents.model[key] !== mine[key]) {
@@ -195,7 +224,7 @@ export class OscillatorEngine {
         });
       }
     }
-    this.setState({
+    return this.setState({
       parameters: contents.parameters,
       ...(contents.optimizer ? { optimizer: contents.optimizer } : {}),
       ...(contents.fieldState ? { fieldState: contents.fieldState } : {}),
@@ -204,9 +233,10 @@ export class OscillatorEngine {
   }
 
   /** The engine's full state as a safetensors checkpoint (PyTorch state_dict names). */
-  toCheckpoint(options: EncodeOptions = {}): Uint8Array {
-    const state = this.getState();
-    return encodeCheckpoint({ config: this.config, ...state, backend: this.backend.id }, options);
+  toCheckpoint(options: EncodeOptions = {}): Answer<K, Uint8Array> {
+    return after(this.getState() as MaybePromise<EngineState>, (state) =>
+      encodeCheckpoint({ config: this.config, ...state, backend: this.backend.id }, options),
+    ) as Answer<K, Uint8Array>;
   }
 
   memoryStats(): MemoryStats {
@@ -222,7 +252,7 @@ export class OscillatorEngine {
   }
 
   /** The reference benchmark: 10 warm-up processBatch calls, then `iterations` timed trainSteps on N(0,1) data. */
-  benchmark(iterations = 100): BenchmarkResult {
+  benchmark(this: OscillatorEngine, iterations = 100): BenchmarkResult {
     if (!Number.isInteger(iterations) || iterations < 1) {
       throw new QuadraError('INVALID_ARGUMENT', `iterations must be a positive whole number, got ${iterations}`);
     }
@@ -257,6 +287,25 @@ export class OscillatorEngine {
     }
     return batch.length / F;
   }
+}
+
+interface Prepared {
+  config: EngineConfig;
+  backend: BackendSelection;
+  layout: ParamLayout;
+  parameters: Float32Array;
+}
+
+/** Config, backend and first parameters, the same for every kind of kernel. */
+async function prepare(options: EngineOptions): Promise<Prepared> {
+  const config = parseEngineConfig(options.config ?? {});
+  const requested = options.backend ?? 'auto';
+  if (requested !== 'auto') assertPrecisionSupported(config.precision, requested);
+  const layout = buildLayout(config.model);
+  const gpu = options.gpu ?? (await detectGpus(requested));
+  const backend = await selectBackend(requested, gpu, config.model);
+  assertPrecisionSupported(config.precision, backend.id);
+  return { config, backend, layout, parameters: initialParameters(layout, config.seed) };
 }
 
 async function detectGpus(requested: BackendId | 'auto'): Promise<GpuSituation> {

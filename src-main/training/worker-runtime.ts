@@ -20,7 +20,7 @@ export interface WorkerHost {
  * kernel's readback), so its results are awaited; the CPU kernels' answers cost one microtask each.
  */
 export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: WorkerHost): void {
-  let engine: OscillatorEngine | null = null;
+  let engine: OscillatorEngine<ModelKernel> | null = null;
   let exchange: ExchangeClient | null = null;
   let shared: SharedExchangeClient | null = null;
   let rank = 0;
@@ -30,7 +30,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
 
   const send = (message: FromWorker) => channel.send(message);
 
-  function requireEngine(): OscillatorEngine {
+  function requireEngine(): OscillatorEngine<ModelKernel> {
     if (!engine) throw new QuadraError('INTERNAL', 'worker: no engine yet (init first)');
     return engine;
   }
@@ -54,7 +54,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
   async function handle(message: ToWorker): Promise<void> {
     switch (message.type) {
       case 'init': {
-        engine = await OscillatorEngine.create({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
+        engine = await OscillatorEngine.createForWorker({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
         rank = message.rank;
         exchange = message.exchange?.kind === 'file' ? new ExchangeClient(message.exchange) : null;
         shared = message.exchange?.kind === 'shared' ? new SharedExchangeClient(message.exchange, rank) : null;
@@ -69,11 +69,11 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
         return;
       }
       case 'set-state':
-        requireEngine().setState(message.state);
+        await requireEngine().setState(message.state);
         send({ type: 'ok', replyTo: message.seq });
         return;
       case 'get-state': {
-        const state = requireEngine().getState();
+        const state = await requireEngine().getState();
         send({ type: 'state', replyTo: message.seq, state });
         return;
       }
@@ -88,10 +88,10 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
         if (shared) {
           ({ loss, applied, exchangeMs } = await stepShared(e, shared, message.step, batch));
         } else {
-          loss = e.computeGradients(batch.data, batch.rows);
+          loss = await e.computeGradients(batch.data, batch.rows);
           if (exchange) exchange.write(rank, await kernel.readGradients());
           else {
-            e.applyGradients();
+            await e.applyGradients();
             applied = true;
           }
         }
@@ -115,12 +115,12 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
         const kernel: ModelKernel = e.kernel;
         if (!exchange) throw new QuadraError('INTERNAL', 'worker: apply without a gradient exchange');
         await kernel.writeGradients(exchange.reduce(message.weights));
-        e.applyGradients();
+        await e.applyGradients();
         send({ type: 'applied', replyTo: message.seq });
         return;
       }
       case 'evaluate': {
-        const result = requireEngine().processBatch(message.data, message.rows);
+        const result = await requireEngine().processBatch(message.data, message.rows);
         send({
           type: 'evaluated',
           replyTo: message.seq,
@@ -132,11 +132,11 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
       case 'time-forward': {
         const e = requireEngine();
         const batch = new Rng(e.config.seed + 13).fillNormal(new Float32Array(message.rows * e.config.model.fieldSize), 1);
-        for (let i = 0; i < 3; i++) e.processBatch(batch, message.rows);
+        for (let i = 0; i < 3; i++) await e.processBatch(batch, message.rows);
         const msPerBatch: number[] = [];
         for (let r = 0; r < message.repeats; r++) {
           const start = performance.now();
-          for (let i = 0; i < message.iterations; i++) e.processBatch(batch, message.rows);
+          for (let i = 0; i < message.iterations; i++) await e.processBatch(batch, message.rows);
           msPerBatch.push((performance.now() - start) / message.iterations);
         }
         send({ type: 'timed', replyTo: message.seq, msPerBatch });
@@ -184,7 +184,7 @@ function reducesInPlace(kernel: ModelKernel): kernel is InPlaceReducer {
  * whose gradients could not be read) still arrives, with no gradients, so the others skip the
  * update instead of waiting forever.
  */
-async function stepShared(e: OscillatorEngine, client: SharedExchangeClient, step: number, batch: { rows: number; data: Float32Array }) {
+async function stepShared(e: OscillatorEngine<ModelKernel>, client: SharedExchangeClient, step: number, batch: { rows: number; data: Float32Array }) {
   const kernel: ModelKernel = e.kernel;
   // A kernel that reduces in place has its gradients read and written in its own memory.
   const direct = reducesInPlace(kernel) ? kernel : null;
@@ -192,7 +192,7 @@ async function stepShared(e: OscillatorEngine, client: SharedExchangeClient, ste
   let gradients: Float32Array;
   let start: number;
   try {
-    loss = e.computeGradients(batch.data, batch.rows);
+    loss = await e.computeGradients(batch.data, batch.rows);
     start = performance.now();
     gradients = direct ? direct.gradientView() : await kernel.readGradients();
   } catch (error) {
@@ -209,6 +209,6 @@ async function stepShared(e: OscillatorEngine, client: SharedExchangeClient, ste
     await kernel.writeGradients(mean);
   }
   const exchangeMs = performance.now() - start;
-  e.applyGradients();
+  await e.applyGradients();
   return { loss, applied: true, exchangeMs };
 }

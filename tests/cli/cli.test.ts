@@ -78,7 +78,7 @@ describe('quadra CLI', () => {
   it('hardware --json reports backends and a recommendation; with the recorded nvidia-smi it sees two GPUs', async () => {
     const plain = JSON.parse((await quadra(['hardware', '--json'], { QUADRA_NVIDIA_SMI: path.join(tmp, 'no-such-nvidia-smi') })).stdout);
     expect(plain.gpus).toEqual([]);
-    expect(plain.backends.map((b: { id: string }) => b.id)).toEqual(['tensorflow-gpu', 'simd', 'tensorflow', 'wasm', 'cpu']);
+    expect(plain.backends.map((b: { id: string }) => b.id)).toEqual(['tensorflow-gpu', 'webgpu', 'simd', 'tensorflow', 'wasm', 'cpu']);
     expect(plain.backends.find((b: { id: string }) => b.id === 'wasm').available).toBe(true);
     // The fused kernel is built by npm install / npm run build, and is the default on CPUs.
     expect(plain.backends.find((b: { id: string }) => b.id === 'simd')).toMatchObject({ available: true, reason: expect.stringContaining('fused Quadra Matrix kernel') });

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseEngineConfig } from '../../src-shared/engine-config';
 import { buildLayout } from '../../src-main/engine/layout';
 import { OscillatorEngine } from '../../src-main/engine/engine';
+import type { ModelKernel } from '../../src-main/engine/kernel';
 import { Rng } from '../../src-main/engine/random';
 import type { FromWorker, ParentChannel, ToWorker } from '../../src-main/training/protocol';
 import { createSharedExchange } from '../../src-main/training/shared-exchange';
@@ -48,9 +49,9 @@ function memoryChannel() {
 }
 
 /** One simd worker, one training step on the same batch; its parameters after the step. */
-async function oneStep(exchange: 'none' | 'shared', onEngine?: (engine: OscillatorEngine) => void): Promise<Float32Array> {
-  const create = OscillatorEngine.create.bind(OscillatorEngine);
-  const spy = vi.spyOn(OscillatorEngine, 'create').mockImplementation(async (options) => {
+async function oneStep(exchange: 'none' | 'shared', onEngine?: (engine: OscillatorEngine<ModelKernel>) => void): Promise<Float32Array> {
+  const create = OscillatorEngine.createForWorker.bind(OscillatorEngine);
+  const spy = vi.spyOn(OscillatorEngine, 'createForWorker').mockImplementation(async (options) => {
     const engine = await create(options);
     onEngine?.(engine);
     return engine;
@@ -80,7 +81,7 @@ afterEach(() => vi.restoreAllMocks());
 describe('the worker over any ParentChannel', () => {
   it('trains through the kernel\'s in-place all-reduce and through the general path to the same bits', async () => {
     const calls: string[] = [];
-    const record = (engine: OscillatorEngine) => {
+    const record = (engine: OscillatorEngine<ModelKernel>) => {
       const kernel = engine.kernel;
       for (const method of ['allReduce', 'readGradients', 'writeGradients'] as const) {
         const original = kernel[method]!.bind(kernel) as (...args: unknown[]) => unknown;

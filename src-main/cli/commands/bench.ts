@@ -27,7 +27,8 @@ export const benchSpec: CommandSpec = {
 
 export async function bench(parsed: Parsed, output: Output): Promise<number> {
   const { options } = parsed;
-  if (options.workers !== undefined) return benchWorkers(parsed, output);
+  // The webgpu kernel answers asynchronously, so it is always measured in a worker (one by default).
+  if (options.workers !== undefined || options.backend === 'webgpu') return benchWorkers(parsed, output);
   const batchSize = (options['batch-size'] as number | undefined) ?? 64;
   const engine = await engineFor(options, { batchSize, model: modelConfigFrom(options) }, output);
   const { spikeGradient, fieldSize } = engine.config.model;
@@ -71,7 +72,7 @@ export async function bench(parsed: Parsed, output: Output): Promise<number> {
 
 /** `--workers 1,2`: data-parallel throughput at the same global batch, and the speedup over the first count. */
 async function benchWorkers({ options }: Parsed, output: Output): Promise<number> {
-  const counts = String(options.workers)
+  const counts = String(options.workers ?? '1')
     .split(',')
     .map((text) => {
       const n = Number(text.trim());

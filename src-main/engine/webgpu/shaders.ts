@@ -1,0 +1,522 @@
+/**
+ * The WGSL of the fused WebGPU kernel, generated for one model: widths, steps and every offset in
+ * the arena are compile-time constants, so the spiking kernels can size their workgroup arrays.
+ *
+ * Everything lives in one f32 storage buffer (the arena, see regions.ts): parameters, Adam moments
+ * and gradients in layout order first, then the activations. Each dispatch reads its own 16 words
+ * of parameters from a uniform buffer at a dynamic offset. Arithmetic follows the simd kernel
+ * (src-main/engine/simd/assembly/quadra.ts) operation for operation, in the same order, so results
+ * agree to float rounding (the GPU may contract a·b + c into one fma).
+ */
+import type { Regions } from './regions';
+
+/** Threads per workgroup of the row and column kernels (the GEMM uses 16×16). */
+export const WORKGROUP = 64;
+/** GEMM tile edge. */
+export const TILE = 16;
+/** Uniform words per dispatch, and the byte stride of their slots (minUniformBufferOffsetAlignment). */
+export const PARAM_WORDS = 16;
+export const PARAM_STRIDE = 256;
+/** "No such operand" in a parameter word (no bias, no stored GELU′). */
+export const NONE = 0xffffffff;
+
+export const ENTRY_POINTS = [
+  'gemm',
+  'lnGelu',
+  'lnGeluBack',
+  'lnParamGrads',
+  'colsum',
+  'reconstruction',
+  'spikeForward',
+  'spikeLoss',
+  'spikeBackward',
+  'spikeScalars',
+  'adamw',
+] as const;
+export type EntryPoint = (typeof ENTRY_POINTS)[number];
+
+export interface ShaderDims {
+  F: number;
+  S: number;
+  T: number;
+  /** Float offsets of the spiking parameters in the arena. */
+  fc1b: number;
+  fc2w: number;
+  fc2b: number;
+  fc3w: number;
+  fc3b: number;
+  threshold: number;
+  decay: number;
+}
+
+const u = (n: number) => `${n >>> 0}u`;
+
+export function kernelSource(d: ShaderDims, r: Regions): string {
+  const unitsS = Math.ceil(d.S / WORKGROUP);
+  const unitsF = Math.ceil(d.F / WORKGROUP);
+  return /* wgsl */ `
+struct Params { w: array<vec4<u32>, ${PARAM_WORDS / 4}> }
+@group(0) @binding(0) var<storage, read_write> A: array<f32>;
+@group(0) @binding(1) var<uniform> U: Params;
+
+const NONE: u32 = ${u(NONE)};
+const WG: u32 = ${u(WORKGROUP)};
+const F: u32 = ${u(d.F)};
+const S: u32 = ${u(d.S)};
+const T: u32 = ${u(d.T)};
+const US: u32 = ${u(unitsS)};
+const UF: u32 = ${u(unitsF)};
+const O_FC1B: u32 = ${u(d.fc1b)};
+const O_FC2W: u32 = ${u(d.fc2w)};
+const O_FC2B: u32 = ${u(d.fc2b)};
+const O_FC3W: u32 = ${u(d.fc3w)};
+const O_FC3B: u32 = ${u(d.fc3b)};
+const O_TH: u32 = ${u(d.threshold)};
+const O_DE: u32 = ${u(d.decay)};
+const G: u32 = ${u(r.G)};
+const RES: u32 = ${u(r.RES)};
+const X: u32 = ${u(r.X)};
+const Y: u32 = ${u(r.Y)};
+const DY: u32 = ${u(r.DY)};
+const C1: u32 = ${u(r.C1)};
+const S1: u32 = ${u(r.S1)};
+const M1: u32 = ${u(r.M1)};
+const S2: u32 = ${u(r.S2)};
+const M2: u32 = ${u(r.M2)};
+const S3: u32 = ${u(r.S3)};
+const M3: u32 = ${u(r.M3)};
+const RATES: u32 = ${u(r.RATES)};
+const DRATES: u32 = ${u(r.DRATES)};
+const DU3: u32 = ${u(r.DU3)};
+const DU2: u32 = ${u(r.DU2)};
+const DU1: u32 = ${u(r.DU1)};
+const DC1: u32 = ${u(r.DC1)};
+const THP: u32 = ${u(r.THP)};
+const DEP: u32 = ${u(r.DEP)};
+const SLOPE: f32 = 25.0;
+const INV_SQRT2: f32 = 0.7071067811865476;
+const INV_SQRT_2PI: f32 = 0.3989422804014327;
+
+fn pu(i: u32) -> u32 { return U.w[i / 4u][i % 4u]; }
+fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
+
+var<workgroup> red: array<f32, ${WORKGROUP}>;
+
+/** Sum over the workgroup (tree order, the same on every run). Call from uniform control flow. */
+fn wgSum(v: f32, l: u32) -> f32 {
+  red[l] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    if (l < s) { red[l] = red[l] + red[l + s]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+
+/** erf(x) ≈ x·P(x²)/Q(x²) on [−4, 4] (Eigen/XLA's rational approximation, as the simd kernel). */
+fn erfApprox(x0: f32) -> f32 {
+  let x = clamp(x0, -4.0, 4.0);
+  let x2 = x * x;
+  var p = x2 * -2.72614225801306e-10 + 2.77068142495902e-8;
+  p = x2 * p + -2.10102402082508e-6;
+  p = x2 * p + -5.69250639462346e-5;
+  p = x2 * p + -7.34990630326855e-4;
+  p = x2 * p + -2.95459980854025e-3;
+  p = x2 * p + -1.60960333262415e-2;
+  p = x * p;
+  var q = x2 * -1.45660718464996e-5 + -2.13374055278905e-4;
+  q = x2 * q + -1.68282697438203e-3;
+  q = x2 * q + -7.37332916720468e-3;
+  q = x2 * q + -1.42647390514189e-2;
+  return p / q;
+}
+
+/** Inverted dropout, identical to random.ts's dropoutMask: element i uses splitmix32's (i+1)-th draw. */
+fn dropKeep(state: u32, i: u32, threshold: u32, keep: f32) -> f32 {
+  if (threshold == 0u) { return 1.0; }
+  var z = state + (i + 1u) * 0x9e3779b9u;
+  z = (z ^ (z >> 16u)) * 0x21f0aaadu;
+  z = (z ^ (z >> 15u)) * 0x735a2d97u;
+  z = z ^ (z >> 15u);
+  return select(keep, 0.0, z < threshold);
+}
+
+// ---- GEMM: C[M,N] = A·B (+ bias, or + C). A(i,k) = arena[a + i·ars + k·aks]; B(k,j) = arena[b + k·brs + j·bks].
+var<workgroup> tileA: array<array<f32, ${TILE}>, ${TILE}>;
+var<workgroup> tileB: array<array<f32, ${TILE}>, ${TILE}>;
+
+@compute @workgroup_size(${TILE}, ${TILE})
+fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let M = pu(0u); let N = pu(1u); let K = pu(2u);
+  let aOff = pu(3u); let ars = pu(4u); let aks = pu(5u);
+  let bOff = pu(6u); let brs = pu(7u); let bks = pu(8u);
+  let cOff = pu(9u); let ldc = pu(10u); let biasOff = pu(11u); let accumulate = pu(12u);
+  let row = wid.y * ${u(TILE)} + lid.y;
+  let col = wid.x * ${u(TILE)} + lid.x;
+  let inside = row < M && col < N;
+  // Bias first, then the products in k order: the simd kernel's summation order.
+  var acc = 0.0;
+  if (inside) {
+    if (accumulate != 0u) { acc = A[cOff + row * ldc + col]; } else if (biasOff != NONE) { acc = A[biasOff + col]; }
+  }
+  for (var k0 = 0u; k0 < K; k0 = k0 + ${u(TILE)}) {
+    let ka = k0 + lid.x;
+    var a = 0.0;
+    if (row < M && ka < K) { a = A[aOff + row * ars + ka * aks]; }
+    tileA[lid.y][lid.x] = a;
+    let kb = k0 + lid.y;
+    var b = 0.0;
+    if (kb < K && col < N) { b = A[bOff + kb * brs + col * bks]; }
+    tileB[lid.y][lid.x] = b;
+    workgroupBarrier();
+    let kn = min(${u(TILE)}, K - k0);
+    for (var kk = 0u; kk < kn; kk = kk + 1u) { acc = acc + tileA[lid.y][kk] * tileB[kk][lid.x]; }
+    workgroupBarrier();
+  }
+  if (inside) { A[cOff + row * ldc + col] = acc; }
+}
+
+// ---- LayerNorm (eps 1e-5, biased variance) + exact-erf GELU (+ dropout), one workgroup per row.
+// h holds the pre-norm values and receives x̂; rstd[r] is kept; out = GELU(n)·mask; gg = GELU′(n).
+@compute @workgroup_size(${WORKGROUP})
+fn lnGelu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let N = pu(0u); let hOff = pu(1u); let gainOff = pu(2u); let betaOff = pu(3u);
+  let rstdOff = pu(4u); let outOff = pu(5u); let ggOff = pu(6u);
+  let state = pu(7u); let threshold = pu(8u); let keep = pf(9u);
+  let r = wid.x;
+  let l = lid.x;
+  let base = r * N;
+  let invN = 1.0 / f32(N);
+  var s = 0.0;
+  for (var j = l; j < N; j = j + WG) { s = s + A[hOff + base + j]; }
+  let mean = wgSum(s, l) * invN;
+  var q = 0.0;
+  for (var j = l; j < N; j = j + WG) {
+    let d = A[hOff + base + j] - mean;
+    q = q + d * d;
+  }
+  let rs = 1.0 / sqrt(wgSum(q, l) * invN + 1e-5);
+  if (l == 0u) { A[rstdOff + r] = rs; }
+  for (var j = l; j < N; j = j + WG) {
+    let xhat = (A[hOff + base + j] - mean) * rs;
+    A[hOff + base + j] = xhat;
+    let n = xhat * A[gainOff + j] + A[betaOff + j];
+    let cdf = (erfApprox(n * INV_SQRT2) + 1.0) * 0.5;
+    A[outOff + base + j] = n * cdf * dropKeep(state, base + j, threshold, keep);
+    if (ggOff != NONE) {
+      let pdf = exp(n * n * -0.5) * INV_SQRT_2PI;
+      A[ggOff + base + j] = n * pdf + cdf;
+    }
+  }
+}
+
+// Backward of lnGelu: d = dL/d(out) → out = dL/dh; dn (= dL/dn) is kept for the gain/bias gradients.
+@compute @workgroup_size(${WORKGROUP})
+fn lnGeluBack(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let N = pu(0u); let dOff = pu(1u); let xhOff = pu(2u); let ggOff = pu(3u); let rstdOff = pu(4u);
+  let gainOff = pu(5u); let dnOff = pu(6u); let outOff = pu(7u);
+  let state = pu(8u); let threshold = pu(9u); let keep = pf(10u);
+  let r = wid.x;
+  let l = lid.x;
+  let base = r * N;
+  let invN = 1.0 / f32(N);
+  var sD = 0.0;
+  var sDX = 0.0;
+  for (var j = l; j < N; j = j + WG) {
+    let dOut = A[dOff + base + j] * dropKeep(state, base + j, threshold, keep);
+    let dn = dOut * A[ggOff + base + j];
+    A[dnOff + base + j] = dn;
+    let dx = dn * A[gainOff + j];
+    sD = sD + dx;
+    sDX = dx * A[xhOff + base + j] + sDX;
+  }
+  let meanD = wgSum(sD, l) * invN;
+  let meanDX = wgSum(sDX, l) * invN;
+  let rs = A[rstdOff + r];
+  for (var j = l; j < N; j = j + WG) {
+    let dx = A[dnOff + base + j] * A[gainOff + j];
+    A[outOff + base + j] = rs * ((dx - meanD) - A[xhOff + base + j] * meanDX);
+  }
+}
+
+// LayerNorm gain and bias gradients: Σ over rows (in row order) of dn·x̂ and dn, one thread per column.
+@compute @workgroup_size(${WORKGROUP})
+fn lnParamGrads(@builtin(global_invocation_id) gid: vec3u) {
+  let rows = pu(0u); let N = pu(1u); let dnOff = pu(2u); let xhOff = pu(3u); let gainOut = pu(4u); let betaOut = pu(5u);
+  let j = gid.x;
+  if (j >= N) { return; }
+  var g = 0.0;
+  var b = 0.0;
+  for (var r = 0u; r < rows; r = r + 1u) {
+    let dn = A[dnOff + r * N + j];
+    g = dn * A[xhOff + r * N + j] + g;
+    b = b + dn;
+  }
+  A[gainOut + j] = g;
+  A[betaOut + j] = b;
+}
+
+// dst[j] = Σ_r src[r·N + j] over R rows, in row order.
+@compute @workgroup_size(${WORKGROUP})
+fn colsum(@builtin(global_invocation_id) gid: vec3u) {
+  let R = pu(0u); let N = pu(1u); let src = pu(2u); let dst = pu(3u);
+  let j = gid.x;
+  if (j >= N) { return; }
+  var s = 0.0;
+  for (var r = 0u; r < R; r = r + 1u) { s = s + A[src + r * N + j]; }
+  A[dst + j] = s;
+}
+
+// Σ (y − x)²/n into RES[0]; with grad, DY = (y − x)·(2/n). One workgroup.
+@compute @workgroup_size(${WORKGROUP})
+fn reconstruction(@builtin(local_invocation_id) lid: vec3u) {
+  let n = pu(0u); let grad = pu(1u); let scale = pf(2u);
+  let l = lid.x;
+  var s = 0.0;
+  for (var i = l; i < n; i = i + WG) {
+    let d = A[Y + i] - A[X + i];
+    s = s + d * d;
+    if (grad != 0u) { A[DY + i] = d * scale; }
+  }
+  let total = wgSum(s, l);
+  if (l == 0u) { A[RES] = total / f32(n); }
+}
+
+fn spike(m: f32, th: f32, smoothStep: u32) -> f32 {
+  if (smoothStep != 0u) {
+    let z = m - th;
+    return z / (abs(z) * SLOPE + 1.0);
+  }
+  return select(0.0, 1.0, m > th);
+}
+
+var<workgroup> sp1: array<f32, ${d.S}>;
+var<workgroup> sp2: array<f32, ${d.S}>;
+
+// The spiking forward of one row per workgroup, all three layers and T steps fused:
+// m += u; s = [m > θ]; m = m·(1 − s)·decay. Inactive inputs are skipped, as the simd kernel does.
+// C1 = fc1(x) comes from a GEMM. With keep, spikes and membranes go to S1..M3 (step-major rows).
+@compute @workgroup_size(${WORKGROUP})
+fn spikeForward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let rows = pu(0u); let keep = pu(1u); let smoothStep = pu(2u);
+  let r = wid.x;
+  let l = lid.x;
+  let th = A[O_TH];
+  let dec = A[O_DE];
+  var carry1: array<f32, US>;
+  var carry2: array<f32, US>;
+  var carry3: array<f32, UF>;
+  var rate: array<f32, UF>;
+  for (var t = 0u; t < T; t = t + 1u) {
+    let at = t * rows + r;
+    for (var k = 0u; k < US; k = k + 1u) {
+      let j = l + k * WG;
+      if (j < S) {
+        let m = carry1[k] + A[C1 + r * S + j];
+        let s = spike(m, th, smoothStep);
+        if (keep != 0u) { A[S1 + at * S + j] = s; A[M1 + at * S + j] = m; }
+        carry1[k] = m * (1.0 - s) * dec;
+        sp1[j] = s;
+      }
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < US; k = k + 1u) {
+      let j = l + k * WG;
+      if (j < S) {
+        var u = A[O_FC2B + j];
+        for (var i = 0u; i < S; i = i + 1u) {
+          let s = sp1[i];
+          if (s != 0.0) { u = u + s * A[O_FC2W + j * S + i]; }
+        }
+        let m = carry2[k] + u;
+        let s = spike(m, th, smoothStep);
+        if (keep != 0u) { A[S2 + at * S + j] = s; A[M2 + at * S + j] = m; }
+        carry2[k] = m * (1.0 - s) * dec;
+        sp2[j] = s;
+      }
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < UF; k = k + 1u) {
+      let j = l + k * WG;
+      if (j < F) {
+        var u = A[O_FC3B + j];
+        for (var i = 0u; i < S; i = i + 1u) {
+          let s = sp2[i];
+          if (s != 0.0) { u = u + s * A[O_FC3W + j * S + i]; }
+        }
+        let m = carry3[k] + u;
+        let s = spike(m, th, smoothStep);
+        if (keep != 0u) { A[S3 + at * F + j] = s; A[M3 + at * F + j] = m; }
+        carry3[k] = m * (1.0 - s) * dec;
+        rate[k] = rate[k] + s;
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var k = 0u; k < UF; k = k + 1u) {
+    let j = l + k * WG;
+    if (j < F) { A[RATES + r * F + j] = rate[k] / f32(T); }
+  }
+}
+
+// spikeLoss = var(rates) (unbiased, all elements) + |mean − 0.5| into RES[1]; with grad,
+// DRATES = weight·d spikeLoss/d rates / T (what reaches each step's output spikes). One workgroup.
+@compute @workgroup_size(${WORKGROUP})
+fn spikeLoss(@builtin(local_invocation_id) lid: vec3u) {
+  let n = pu(0u); let grad = pu(1u); let weight = pf(2u);
+  let l = lid.x;
+  var s = 0.0;
+  for (var i = l; i < n; i = i + WG) { s = s + A[RATES + i]; }
+  let mean = wgSum(s, l) / f32(n);
+  var q = 0.0;
+  for (var i = l; i < n; i = i + WG) {
+    let d = A[RATES + i] - mean;
+    q = q + d * d;
+  }
+  let squares = wgSum(q, l);
+  // One element has no unbiased variance: JS reports NaN then (WGSL has no NaN constant).
+  let variance = squares / f32(max(n, 2u) - 1u);
+  let offset = mean - 0.5;
+  if (l == 0u) { A[RES + 1u] = variance + abs(offset); }
+  if (grad != 0u) {
+    let sgn = sign(offset);
+    for (var i = l; i < n; i = i + WG) {
+      let d = weight * ((2.0 * (A[RATES + i] - mean)) / f32(n - 1u) + sgn / f32(n));
+      A[DRATES + i] = d / f32(T);
+    }
+  }
+}
+
+/** One step back through m_t → (s_t, carry_t): returns dL/dm_t; dθ and d(decay) are accumulated. */
+struct LifBack { du: f32, dTh: f32, dDe: f32 }
+fn lifBack(mIn: f32, s: f32, gIn: f32, carry: f32, last: bool, th: f32, dec: f32) -> LifBack {
+  var g = gIn;
+  var dm = 0.0;
+  var dd = 0.0;
+  if (!last) {
+    let keepv = 1.0 - s;
+    let drm = carry * mIn;
+    g = g - drm * dec;
+    dm = carry * keepv * dec;
+    dd = drm * keepv;
+  }
+  let a = abs(mIn - th) * SLOPE + 1.0;
+  let sg = g / (a * a);
+  return LifBack(dm + sg, sg, dd);
+}
+
+// BPTT through the three spiking layers for one row per workgroup (surrogate ds/dm =
+// 1/(1 + 25|m − θ|)², through the reset term too). Writes DU3, DU2, DU1 (step-major rows), DC1 =
+// Σ_t DU1, and this row's Σ dL/dθ (negated later) and Σ dL/d(decay) into THP[r], DEP[r].
+@compute @workgroup_size(${WORKGROUP})
+fn spikeBackward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let rows = pu(0u);
+  let r = wid.x;
+  let l = lid.x;
+  let th = A[O_TH];
+  let dec = A[O_DE];
+  var dTh = 0.0;
+  var dDe = 0.0;
+  for (var k = 0u; k < UF; k = k + 1u) {
+    let j = l + k * WG;
+    if (j < F) {
+      let g = A[DRATES + r * F + j];
+      var carry = 0.0;
+      for (var t1 = T; t1 > 0u; t1 = t1 - 1u) {
+        let at = ((t1 - 1u) * rows + r) * F + j;
+        let b = lifBack(A[M3 + at], A[S3 + at], g, carry, t1 == T, th, dec);
+        dTh = dTh + b.dTh;
+        dDe = dDe + b.dDe;
+        carry = b.du;
+        A[DU3 + at] = carry;
+      }
+    }
+  }
+  storageBarrier();
+  for (var k = 0u; k < US; k = k + 1u) {
+    let j = l + k * WG;
+    if (j < S) {
+      var carry = 0.0;
+      for (var t1 = T; t1 > 0u; t1 = t1 - 1u) {
+        let row = (t1 - 1u) * rows + r;
+        var g = 0.0;
+        for (var i = 0u; i < F; i = i + 1u) { g = g + A[DU3 + row * F + i] * A[O_FC3W + i * S + j]; }
+        let at = row * S + j;
+        let b = lifBack(A[M2 + at], A[S2 + at], g, carry, t1 == T, th, dec);
+        dTh = dTh + b.dTh;
+        dDe = dDe + b.dDe;
+        carry = b.du;
+        A[DU2 + at] = carry;
+      }
+    }
+  }
+  storageBarrier();
+  for (var k = 0u; k < US; k = k + 1u) {
+    let j = l + k * WG;
+    if (j < S) {
+      var carry = 0.0;
+      for (var t1 = T; t1 > 0u; t1 = t1 - 1u) {
+        let row = (t1 - 1u) * rows + r;
+        var g = 0.0;
+        for (var i = 0u; i < S; i = i + 1u) { g = g + A[DU2 + row * S + i] * A[O_FC2W + i * S + j]; }
+        let at = row * S + j;
+        let b = lifBack(A[M1 + at], A[S1 + at], g, carry, t1 == T, th, dec);
+        dTh = dTh + b.dTh;
+        dDe = dDe + b.dDe;
+        carry = b.du;
+        A[DU1 + at] = carry;
+      }
+      // fc1's input is the same every step: dc1 = Σ_t du1_t (in step order).
+      var c = 0.0;
+      for (var t = 0u; t < T; t = t + 1u) { c = c + A[DU1 + (t * rows + r) * S + j]; }
+      A[DC1 + r * S + j] = c;
+    }
+  }
+  let rowTh = wgSum(dTh, l);
+  let rowDe = wgSum(dDe, l);
+  if (l == 0u) {
+    A[THP + r] = rowTh;
+    A[DEP + r] = rowDe;
+  }
+}
+
+// The threshold and decay gradients: Σ over rows of the per-row sums. One workgroup.
+@compute @workgroup_size(${WORKGROUP})
+fn spikeScalars(@builtin(local_invocation_id) lid: vec3u) {
+  let rows = pu(0u);
+  let l = lid.x;
+  var th = 0.0;
+  var de = 0.0;
+  for (var r = l; r < rows; r = r + WG) {
+    th = th + A[THP + r];
+    de = de + A[DEP + r];
+  }
+  let sumTh = wgSum(th, l);
+  let sumDe = wgSum(de, l);
+  if (l == 0u) {
+    A[G + O_TH] = -sumTh;
+    A[G + O_DE] = sumDe;
+  }
+}
+
+// AdamW on [start, end) (PyTorch's arithmetic in float32; the scalars come from JS in double):
+// m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1 − lr·wd) − (lr/bc1)·m/(√v/√bc2 + eps).
+@compute @workgroup_size(${WORKGROUP})
+fn adamw(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let start = pu(0u); let end = pu(1u);
+  let beta1 = pf(2u); let oneMinusBeta1 = pf(3u); let beta2 = pf(4u); let oneMinusBeta2 = pf(5u);
+  let decayFactor = pf(6u); let stepSize = pf(7u); let invSqrtBc2 = pf(8u); let eps = pf(9u);
+  let mom = pu(10u); let vel = pu(11u);
+  let i = start + (wid.y * groups.x + wid.x) * WG + lid.x;
+  if (i >= end) { return; }
+  let g = A[G + i];
+  let m = beta1 * A[mom + i] + oneMinusBeta1 * g;
+  let v = beta2 * A[vel + i] + oneMinusBeta2 * (g * g);
+  A[mom + i] = m;
+  A[vel + i] = v;
+  A[i] = A[i] * decayFactor - (stepSize * m) / (sqrt(v) * invSqrtBc2 + eps);
+}
+`;
+}
