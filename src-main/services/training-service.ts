@@ -20,6 +20,7 @@ import { selectBackend, type ModelWidths } from '../engine/backends';
 import { decodeCheckpoint, encodeCheckpoint, readCheckpointFile, type CheckpointContents } from '../engine/checkpoint';
 import { initialFieldState } from '../engine/init';
 import { buildLayout } from '../engine/layout';
+import { chooseAdapters } from '../engine/webgpu-adapters';
 import type { Store } from '../store/database';
 import { currentOwner } from '../hardware/process-identity';
 import { TrainingRun, type ProgressSnapshot, type RunOutcome, type TrainingEvents, type TrainingPlan } from '../training/coordinator';
@@ -82,18 +83,19 @@ export async function startTraining(input: TrainingRequestInput, ctx: ServiceCon
     keepLastCheckpoints: request.keepLastCheckpoints ?? 3,
     ...(warm ? { initFrom: { ...warm.source, resetOptimizer: request.resetOptimizer ?? false } } : {}),
   };
-  const workers = request.workers ?? defaultWorkers(request.mode, ctx.hardware);
   const dataset = await resolveDataset(ctx.store, request.dataset, engine);
-  const backend = await resolveBackend(request.mode, request.backend, ctx.hardware, engine.model);
+  const resolved = await resolveBackend(request.mode, request.backend, ctx.hardware, engine.model, request.workers);
+  const backend = resolved.id;
+  const workers = request.workers ?? resolved.adapters?.length ?? defaultWorkers(request.mode, ctx.hardware);
   const start = warm ? { state: warmStartState(warm.contents, engine, request.resetOptimizer ?? false), epoch: 1, stepInEpoch: 0 } : undefined;
-  const plan = planFor(stored, dataset.data, request.mode, workers, backend, ctx, start);
+  const plan = planFor(stored, dataset.data, request.mode, workers, resolved, ctx, start);
   const owner = currentOwner();
   const run = ctx.store.runs.create({
     name: request.name ?? `${request.mode} ${new Date().toISOString().slice(0, 16).replace('T', ' ')}`,
     config: stored,
     mode: request.mode,
     backend,
-    devices: devicesFor(request.mode, workers, ctx.hardware),
+    devices: devicesFor(request.mode, workers, ctx.hardware, resolved.adapters),
     workers,
     datasetId: dataset.register().id,
     ownerPid: owner.pid,
@@ -130,13 +132,13 @@ export async function resumeTraining(runId: number, ctx: ServiceContext, fromChe
     throw new QuadraError('INVALID_FILE', `checkpoint ${checkpointRecord.id} does not record where the sampler stood (resume_epoch / resume_step_in_epoch)`);
   }
   const dataset = await resolveDataset(ctx.store, resumeDatasetOf(runId, run, stored), stored.engine);
-  const backend = await resolveBackend(run.mode, run.backend, ctx.hardware, stored.engine.model);
+  const resolved = await resolveBackend(run.mode, run.backend, ctx.hardware, stored.engine.model, run.workers);
   const start = {
     state: { parameters: contents.parameters, optimizer: contents.optimizer, fieldState: contents.fieldState, step: contents.step },
     epoch: resumeEpoch,
     stepInEpoch: resumeStep,
   };
-  const plan = planFor(stored, dataset.data, run.mode, run.workers, backend, ctx, start);
+  const plan = planFor(stored, dataset.data, run.mode, run.workers, resolved, ctx, start);
   // Atomic: a second resume (another process, the app) is refused here, before anything changes.
   const claimed = ctx.store.runs.claim(runId, currentOwner());
   // The curve continues from the checkpoint: later points belong to the abandoned continuation.
@@ -164,7 +166,7 @@ function planFor(
   data: LoadedData,
   mode: RunMode,
   workers: number,
-  backend: BackendId,
+  backend: ResolvedBackend,
   ctx: ServiceContext,
   start: StartPoint | undefined,
 ): TrainingPlan {
@@ -173,7 +175,8 @@ function planFor(
     config: stored.engine,
     mode,
     workers,
-    backend,
+    backend: backend.id,
+    ...(backend.adapters ? { adapters: backend.adapters } : {}),
     gpu: { gpus: ctx.hardware.gpus, nvidiaSmi: ctx.hardware.nvidiaSmi },
     epochs: stored.epochs,
     data: data.values,
@@ -388,16 +391,29 @@ export function importedRecord(store: Store, loaded: Awaited<ReturnType<typeof l
   return store.datasets.add({ name: unique, kind: loaded.kind, sourcePath: path.resolve(loaded.sourcePath), rows: loaded.rows, width: loaded.width, sha256: loaded.sha256 });
 }
 
-async function resolveBackend(mode: RunMode, requested: BackendId | 'auto', hardware: HardwareInfo, model: ModelWidths): Promise<BackendId> {
+/** The run's backend, chosen here once so every worker runs the same one and the run records which. */
+interface ResolvedBackend {
+  id: BackendId;
+  /** webgpu in multi-gpu mode: one adapter per worker, by Dawn's name. */
+  adapters?: string[];
+}
+
+async function resolveBackend(mode: RunMode, requested: BackendId | 'auto', hardware: HardwareInfo, model: ModelWidths, workers: number | undefined): Promise<ResolvedBackend> {
+  const gpu = { gpus: hardware.gpus, nvidiaSmi: hardware.nvidiaSmi };
+  if (mode === 'multi-gpu' && requested === 'webgpu') {
+    const { listNodeAdapters } = await import('../engine/webgpu-node');
+    const adapters = chooseAdapters(await listNodeAdapters(), workers);
+    await selectBackend('webgpu', gpu, model);
+    return { id: 'webgpu', adapters };
+  }
   if (mode === 'multi-gpu') {
     if (hardware.gpus.length === 0) {
-      throw new QuadraError('BACKEND_UNAVAILABLE', `multi-gpu mode needs NVIDIA GPUs: ${hardware.nvidiaSmi.available ? 'nvidia-smi lists none' : hardware.nvidiaSmi.reason}`);
+      const why = hardware.nvidiaSmi.available ? 'nvidia-smi lists none' : hardware.nvidiaSmi.reason;
+      throw new QuadraError('BACKEND_UNAVAILABLE', `multi-gpu mode needs NVIDIA GPUs (${why}), or several GPU adapters with --backend webgpu`);
     }
-    if (requested === 'auto') return 'tensorflow-gpu';
+    if (requested === 'auto') return { id: 'tensorflow-gpu' };
   }
-  // Chosen here once, so every worker runs the same backend and the run records which.
-  const selection = await selectBackend(requested, { gpus: hardware.gpus, nvidiaSmi: hardware.nvidiaSmi }, model);
-  return selection.id;
+  return { id: (await selectBackend(requested, gpu, model)).id };
 }
 
 export function defaultWorkers(mode: RunMode, hardware: HardwareInfo): number {
@@ -406,7 +422,8 @@ export function defaultWorkers(mode: RunMode, hardware: HardwareInfo): number {
   return Math.max(1, hardware.cpu.physicalCores);
 }
 
-function devicesFor(mode: RunMode, workers: number, hardware: HardwareInfo): string[] {
+function devicesFor(mode: RunMode, workers: number, hardware: HardwareInfo, adapters: readonly string[] | undefined): string[] {
+  if (adapters) return adapters.map((name, i) => `GPU ${i}: ${name} (webgpu)`);
   if (mode === 'multi-gpu') return hardware.gpus.slice(0, workers).map((g) => `GPU ${g.index}: ${g.name}`);
   return Array.from({ length: workers }, (_, i) => `CPU worker ${i}`);
 }

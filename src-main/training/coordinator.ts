@@ -6,6 +6,7 @@ import type { GpuSituation } from '../engine/backends';
 import type { LossParts } from '../engine/kernel';
 import type { EngineSnapshot, WorkerMemory } from './protocol';
 import { buildLayout } from '../engine/layout';
+import { ADAPTER_ENV } from '../engine/webgpu-adapters';
 import { createExchange } from './gradient-exchange';
 import { abortSharedExchange, createSharedExchange, MAX_SHARED_EXCHANGE_WORKERS, type SharedExchangeLayout } from './shared-exchange';
 import { threadTransport } from './thread-transport';
@@ -26,6 +27,8 @@ export interface TrainingPlan {
   validationRows: Uint32Array;
   lastBatch: LastBatch;
   checkpointEveryEpochs: number;
+  /** webgpu in multi-gpu mode: the adapter (by Dawn's name) each rank opens. */
+  adapters?: readonly string[];
   /** Resume: the engine state and where the sampler stood. */
   start?: { state: EngineSnapshot; epoch: number; stepInEpoch: number };
   /**
@@ -150,8 +153,9 @@ export class TrainingRun {
     if (!Number.isInteger(plan.workers) || plan.workers < 1) {
       throw new QuadraError('INVALID_ARGUMENT', `workers must be a whole number ≥ 1, got ${plan.workers}`, { field: 'workers' });
     }
-    if (plan.mode === 'multi-gpu' && plan.workers > plan.gpu.gpus.length) {
-      throw new QuadraError('INVALID_ARGUMENT', `multi-gpu mode with ${plan.workers} workers needs ${plan.workers} GPUs, ${plan.gpu.gpus.length} found`, {
+    const gpus = plan.backend === 'webgpu' ? (plan.adapters?.length ?? 0) : plan.gpu.gpus.length;
+    if (plan.mode === 'multi-gpu' && plan.workers > gpus) {
+      throw new QuadraError('INVALID_ARGUMENT', `multi-gpu mode with ${plan.workers} workers needs ${plan.workers} GPUs, ${gpus} found`, {
         field: 'workers',
       });
     }
@@ -244,8 +248,7 @@ export class TrainingRun {
     // utility process): its all-reduce is through shared memory.
     const factory = transportFor(plan);
     for (let rank = 0; rank < plan.workers; rank++) {
-      // One GPU per worker: CUDA numbers the visible devices from 0 in each process.
-      const env: Record<string, string> = plan.mode === 'multi-gpu' ? { CUDA_VISIBLE_DEVICES: String(rank) } : {};
+      const env = workerEnv(plan, rank);
       const worker = new WorkerHandle(rank, factory, env);
       worker.onUnexpectedExit((exit) => this.#failure.fail(workerDied(exit)));
       this.#workers.push(worker);
@@ -437,4 +440,11 @@ function transportFor(plan: TrainingPlan): TransportFactory {
 
 function usesSharedMemory(plan: TrainingPlan): boolean {
   return transportFor(plan).sharesMemory === true;
+}
+
+/** One GPU per worker: CUDA numbers the visible devices from 0 in each process; Dawn picks adapters by name. */
+function workerEnv(plan: TrainingPlan, rank: number): Record<string, string> {
+  if (plan.mode !== 'multi-gpu') return {};
+  if (plan.backend === 'webgpu') return { [ADAPTER_ENV]: plan.adapters![rank]! };
+  return { CUDA_VISIBLE_DEVICES: String(rank) };
 }

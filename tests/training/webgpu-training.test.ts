@@ -3,11 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../../src-main/engine/checkpoint';
-import { nodeGpuAdapter } from '../../src-main/engine/webgpu-node';
+import { listNodeAdapters, nodeGpuAdapter } from '../../src-main/engine/webgpu-node';
 import { probeBackends, selectBackend } from '../../src-main/engine/backends';
 import { startTraining, type TrainingRequestInput } from '../../src-main/services/training-service';
 import { openStore } from '../../src-main/store/database';
-import { TEST_HARDWARE } from '../helpers/training';
+import { chooseAdapters, parseAdapterList } from '../../src-main/engine/webgpu-adapters';
+import { firstBitDifference } from '../helpers/engine';
+import { plan, runCapturing, TEST_HARDWARE } from '../helpers/training';
 
 /**
  * `--backend webgpu` end to end on SwiftShader (dawn.node, software Vulkan): real worker
@@ -18,6 +20,7 @@ const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER)) process.env.VK_ICD_FILENAMES = SWIFTSHADER;
 const adapter = await nodeGpuAdapter().catch(() => null);
 const why = adapter ? null : 'dawn.node found no WebGPU adapter (SwiftShader needs libvulkan1 and Debian chromium)';
+const adapterName = adapter ? (await listNodeAdapters())[0]?.name : undefined;
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-webgpu-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -27,6 +30,26 @@ const SMALL = { fieldSize: 8, hiddenSize: 12, spikingHiddenSize: 8, spikingSteps
 function request(overrides: Partial<TrainingRequestInput> = {}): TrainingRequestInput {
   return { mode: 'single', backend: 'webgpu', epochs: 2, dataset: 'synthetic:96', engine: { batchSize: 16, model: SMALL }, checkpointEveryEpochs: 1, ...overrides };
 }
+
+describe('one adapter per GPU worker, by Dawn\'s name', () => {
+  // Dawn's own listing (printed when asked for an adapter name it does not have), recorded.
+  const twoH200 = "no suitable backends found\nAvailable adapters:\n * backend: 'vulkan', name: 'NVIDIA H200'\n * backend: 'vulkan', name: 'NVIDIA H200'\n";
+  const mixed = "no suitable backends found\nAvailable adapters:\n * backend: 'vulkan', name: 'NVIDIA GeForce RTX 4090'\n * backend: 'vulkan', name: 'AMD Radeon RX 7900 XTX (RADV NAVI31)'\n * backend: 'vulkan', name: 'llvmpipe (LLVM 15.0.6, 256 bits)'\n";
+
+  it('reads the adapters Dawn lists', () => {
+    expect(parseAdapterList(mixed)).toEqual([
+      { backend: 'vulkan', name: 'NVIDIA GeForce RTX 4090' },
+      { backend: 'vulkan', name: 'AMD Radeon RX 7900 XTX (RADV NAVI31)' },
+      { backend: 'vulkan', name: 'llvmpipe (LLVM 15.0.6, 256 bits)' },
+    ]);
+  });
+
+  it('gives each worker its own adapter, and refuses adapters it cannot tell apart or too few', () => {
+    expect(chooseAdapters(parseAdapterList(mixed), 2)).toEqual(['NVIDIA GeForce RTX 4090', 'AMD Radeon RX 7900 XTX (RADV NAVI31)']);
+    expect(() => chooseAdapters(parseAdapterList(twoH200), 2)).toThrow(/Dawn lists 2 adapters named 'NVIDIA H200' and picks adapters only by name/);
+    expect(() => chooseAdapters(parseAdapterList(mixed), 4)).toThrow(/needs 4 GPU adapters; Dawn offers 3/);
+  });
+});
 
 describe.skipIf(why !== null)(`training on the webgpu backend${why ? ` (skipped: ${why})` : ''}`, () => {
   it('a software adapter is offered only when asked for by name', async () => {
@@ -56,6 +79,26 @@ describe.skipIf(why !== null)(`training on the webgpu backend${why ? ` (skipped:
     expect(saved.metadata.backend).toBe('webgpu');
     expect(saved.parameters.length).toBe(decodeCheckpoint(store.checkpoints.getData(cpu.latestCheckpointId!), 'simd').parameters.length);
     store.close();
+  }, 120_000);
+
+  it('multi-gpu: each worker opens the adapter named for it; more workers than adapters are refused before any run is written', async () => {
+    const store = openStore(path.join(tmp, `w${++counter}.sqlite`));
+    const one = await startTraining(request({ mode: 'multi-gpu', workers: 1, epochs: 1 }), { store, hardware: TEST_HARDWARE });
+    expect(one.status, JSON.stringify(one.outcome.error)).toBe('completed');
+    expect(store.runs.get(one.runId).devices).toEqual([`GPU 0: ${adapterName} (webgpu)`]);
+    await expect(startTraining(request({ mode: 'multi-gpu', workers: 2 }), { store, hardware: TEST_HARDWARE })).rejects.toThrow(
+      `multi-gpu on webgpu with 2 workers needs 2 GPU adapters; Dawn offers 1 ('${adapterName}')`,
+    );
+    expect(store.runs.list()).toHaveLength(1);
+    store.close();
+  }, 120_000);
+
+  it('two workers on one adapter keep bit-identical replicas', async () => {
+    const { outcome, replicas } = await runCapturing(plan({ backend: 'webgpu', workers: 2, epochs: 1, rows: 96, engine: { model: { fieldSize: 12, hiddenSize: 16, spikingHiddenSize: 8, spikingSteps: 3 } } }));
+    expect(outcome.status, JSON.stringify(outcome.error)).toBe('completed');
+    expect(replicas).toHaveLength(2);
+    expect(firstBitDifference(replicas[0]!.parameters, replicas[1]!.parameters)).toBe(-1);
+    expect(firstBitDifference(replicas[0]!.optimizer.v, replicas[1]!.optimizer.v)).toBe(-1);
   }, 120_000);
 
   it('two webgpu workers on one adapter: data-parallel, and a simd run continues from its checkpoint', async () => {
