@@ -7,6 +7,11 @@
  * of parameters from a uniform buffer at a dynamic offset. Arithmetic follows the simd kernel
  * (src-main/engine/simd/assembly/quadra.ts) operation for operation, in the same order, so results
  * agree to float rounding (the GPU may contract a·b + c into one fma).
+ *
+ * The mixed-precision variant (kernelSource(…, half)) differs only where it must: the GEMM and the
+ * products inside the spiking kernels take f16-rounded operands, the loss gradients are multiplied
+ * by the loss scale, and four more entry points keep the f16 weights and the loss scaler. Without
+ * `half` the source is the f32 kernel's, character for character.
  */
 import type { Regions } from './regions';
 
@@ -33,7 +38,20 @@ export const ENTRY_POINTS = [
   'spikeScalars',
   'adamw',
 ] as const;
-export type EntryPoint = (typeof ENTRY_POINTS)[number];
+/** The mixed-precision kernel's extra entry points (the f16 weight copy and the loss scaler). */
+export const MIXED_ENTRY_POINTS = ['toHalf', 'unscale', 'findInf', 'scalerUpdate'] as const;
+export type EntryPoint = (typeof ENTRY_POINTS)[number] | (typeof MIXED_ENTRY_POINTS)[number];
+
+/**
+ * How the mixed kernel holds f16 values: 'native' as WGSL f16 (the device has 'shader-f16'),
+ * 'packed' as two f16 bit patterns per u32 read through unpack2x16float (any device). Both store
+ * the same bits, rounded by the kernel itself (see roundHalf), so both compute the same numbers.
+ */
+export type HalfPath = 'native' | 'packed';
+
+/** The loss scaler's u32 words (binding 2): scale (f32 bits), growth tracker, this step's overflow
+ * flag, skipped steps, and the two optimisers' step counts (on the GPU, so a skip needs no readback). */
+export const SCALER = { scale: 0, growthTracker: 1, found: 2, skipped: 3, fieldStep: 4, spikeStep: 5, words: 8 } as const;
 
 export interface ShaderDims {
   F: number;
@@ -51,10 +69,275 @@ export interface ShaderDims {
 
 const u = (n: number) => `${n >>> 0}u`;
 
-export function kernelSource(d: ShaderDims, r: Regions): string {
+const FP32_GEMM = /* wgsl */ `// ---- GEMM: C[M,N] = A·B (+ bias, or + C). A(i,k) = arena[a + i·ars + k·aks]; B(k,j) = arena[b + k·brs + j·bks].
+var<workgroup> tileA: array<array<f32, ${TILE}>, ${TILE}>;
+var<workgroup> tileB: array<array<f32, ${TILE}>, ${TILE}>;
+
+@compute @workgroup_size(${TILE}, ${TILE})
+fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let M = pu(0u); let N = pu(1u); let K = pu(2u);
+  let aOff = pu(3u); let ars = pu(4u); let aks = pu(5u);
+  let bOff = pu(6u); let brs = pu(7u); let bks = pu(8u);
+  let cOff = pu(9u); let ldc = pu(10u); let biasOff = pu(11u); let accumulate = pu(12u);
+  let row = wid.y * ${u(TILE)} + lid.y;
+  let col = wid.x * ${u(TILE)} + lid.x;
+  let inside = row < M && col < N;
+  // Bias first, then the products in k order: the simd kernel's summation order.
+  var acc = 0.0;
+  if (inside) {
+    if (accumulate != 0u) { acc = A[cOff + row * ldc + col]; } else if (biasOff != NONE) { acc = A[biasOff + col]; }
+  }
+  for (var k0 = 0u; k0 < K; k0 = k0 + ${u(TILE)}) {
+    let ka = k0 + lid.x;
+    var a = 0.0;
+    if (row < M && ka < K) { a = A[aOff + row * ars + ka * aks]; }
+    tileA[lid.y][lid.x] = a;
+    let kb = k0 + lid.y;
+    var b = 0.0;
+    if (kb < K && col < N) { b = A[bOff + kb * brs + col * bks]; }
+    tileB[lid.y][lid.x] = b;
+    workgroupBarrier();
+    let kn = min(${u(TILE)}, K - k0);
+    for (var kk = 0u; kk < kn; kk = kk + 1u) { acc = acc + tileA[lid.y][kk] * tileB[kk][lid.x]; }
+    workgroupBarrier();
+  }
+  if (inside) { A[cOff + row * ldc + col] = acc; }
+}
+
+`;
+
+/**
+ * The mixed kernel's bindings, f16 helpers, GEMM and loss-scaler entry points. Rounding to f16 is
+ * done here, bit by bit (round to nearest, ties to even; beyond ±65504 → ±inf, as a float16 cast
+ * in PyTorch), not left to f16() or pack2x16float, whose rounding of inexact and out-of-range values
+ * WGSL leaves to the implementation: so both paths store the same bits and an overflow is an inf.
+ */
+function mixedSource(half: HalfPath): string {
+  const native = half === 'native';
+  return /* wgsl */ `// ---- Mixed precision: f16 operands, f32 accumulation, the loss scaler.
+@group(0) @binding(2) var<storage, read_write> SC: array<atomic<u32>, ${SCALER.words}>;
+// The f16 copy of the parameters (GEMM weights read it), refreshed by toHalf after each update.
+@group(0) @binding(3) var<storage, read_write> HW: array<${native ? 'f16' : 'u32'}>;
+
+fn lossScale() -> f32 { return bitcast<f32>(atomicLoad(&SC[${u(SCALER.scale)}])); }
+
+/** inf or NaN, from the bits (WGSL lets a compiler assume float comparisons never see them). */
+fn nonFinite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u; }
+
+/** x rounded to the nearest f16 value, as an f32. */
+fn roundHalf(x: f32) -> f32 {
+  let b = bitcast<u32>(x);
+  let a = b & 0x7fffffffu;
+  let sign = b & 0x80000000u;
+  if (a >= 0x7f800000u) { return x; }
+  // 65520 is halfway between 65504 (f16's largest) and 65536: ties to even go up, to inf.
+  if (a >= 0x477ff000u) { return bitcast<f32>(sign | 0x7f800000u); }
+  if (a < 0x38800000u) {
+    // Below 2^-14, f16's subnormals: multiples of 2^-24 (round() ties to even).
+    let q = round(bitcast<f32>(a) * 16777216.0) * 5.9604644775390625e-8;
+    return bitcast<f32>(sign | bitcast<u32>(q));
+  }
+  // Drop 13 of the 23 mantissa bits, ties to even; a carry moves into the exponent as it should.
+  return bitcast<f32>(sign | ((a + 0xfffu + ((a >> 13u) & 1u)) & 0xffffe000u));
+}
+
+/** The binary16 bits of r, an f16 value (from roundHalf). */
+fn halfBits(r: f32) -> u32 {
+  let b = bitcast<u32>(r);
+  let sign = (b >> 16u) & 0x8000u;
+  let a = b & 0x7fffffffu;
+  if (a >= 0x7f800000u) { return sign | select(0x7c00u, 0x7e00u, a > 0x7f800000u); }
+  if (a < 0x38800000u) { return sign | u32(bitcast<f32>(a) * 16777216.0); }
+  return sign | ((a - 0x38000000u) >> 13u);
+}
+${
+  native
+    ? `
+alias HT = f16;
+fn toTile(x: f32) -> HT { return bitcast<vec2<f16>>(halfBits(roundHalf(x))).x; }
+fn weightTile(i: u32) -> HT { return HW[i]; }
+/** Parameter i of the f16 copy. */
+fn wh(i: u32) -> f32 { return f32(HW[i]); }`
+    : `
+alias HT = f32;
+fn toTile(x: f32) -> HT { return roundHalf(x); }
+fn weightTile(i: u32) -> HT { return wh(i); }
+/** Parameter i of the f16 copy. */
+fn wh(i: u32) -> f32 { return unpack2x16float(HW[i >> 1u])[i & 1u]; }`
+}
+
+// ---- GEMM: C[M,N] = A·B (+ bias, or + C) with both operands rounded to f16 as they are loaded
+// (B from the f16 weight copy when bHalf), the products (exact in f32) summed in f32.
+var<workgroup> tileA: array<array<HT, ${TILE}>, ${TILE}>;
+var<workgroup> tileB: array<array<HT, ${TILE}>, ${TILE}>;
+
+@compute @workgroup_size(${TILE}, ${TILE})
+fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let M = pu(0u); let N = pu(1u); let K = pu(2u);
+  let aOff = pu(3u); let ars = pu(4u); let aks = pu(5u);
+  let bOff = pu(6u); let brs = pu(7u); let bks = pu(8u);
+  let cOff = pu(9u); let ldc = pu(10u); let biasOff = pu(11u); let accumulate = pu(12u); let bHalf = pu(13u);
+  let row = wid.y * ${u(TILE)} + lid.y;
+  let col = wid.x * ${u(TILE)} + lid.x;
+  let inside = row < M && col < N;
+  // The bias stays f32 (added first, as in the f32 kernel).
+  var acc = 0.0;
+  if (inside) {
+    if (accumulate != 0u) { acc = A[cOff + row * ldc + col]; } else if (biasOff != NONE) { acc = A[biasOff + col]; }
+  }
+  for (var k0 = 0u; k0 < K; k0 = k0 + ${u(TILE)}) {
+    let ka = k0 + lid.x;
+    var a = HT(0.0);
+    if (row < M && ka < K) { a = toTile(A[aOff + row * ars + ka * aks]); }
+    tileA[lid.y][lid.x] = a;
+    let kb = k0 + lid.y;
+    var b = HT(0.0);
+    if (kb < K && col < N) {
+      let at = bOff + kb * brs + col * bks;
+      if (bHalf != 0u) { b = weightTile(at); } else { b = toTile(A[at]); }
+    }
+    tileB[lid.y][lid.x] = b;
+    workgroupBarrier();
+    let kn = min(${u(TILE)}, K - k0);
+    for (var kk = 0u; kk < kn; kk = kk + 1u) { acc = acc + f32(tileA[lid.y][kk]) * f32(tileB[kk][lid.x]); }
+    workgroupBarrier();
+  }
+  if (inside) { A[cOff + row * ldc + col] = acc; }
+}
+
+fn flatIndex(wid: vec3u, lid: vec3u, groups: vec3u) -> u32 { return (wid.y * groups.x + wid.x) * WG + lid.x; }
+
+// The f16 copy of parameters [0, n): ${native ? 'one f16 per thread' : 'two per thread, packed into one u32 (low half first)'}.
+@compute @workgroup_size(${WORKGROUP})
+fn toHalf(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let n = pu(0u);
+  let i = flatIndex(wid, lid, groups);
+${
+  native
+    ? `  if (i >= n) { return; }
+  HW[i] = toTile(A[i]);`
+    : `  if (2u * i >= n) { return; }
+  var high = 0u;
+  if (2u * i + 1u < n) { high = halfBits(roundHalf(A[2u * i + 1u])); }
+  HW[i] = halfBits(roundHalf(A[2u * i])) | (high << 16u);`
+}
+}
+
+// Gradients [0, end) ÷ the loss scale they were computed with (PyTorch: × the f32 reciprocal).
+@compute @workgroup_size(${WORKGROUP})
+fn unscale(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let end = pu(0u);
+  let i = flatIndex(wid, lid, groups);
+  if (i >= end) { return; }
+  A[G + i] = A[G + i] * (1.0 / lossScale());
+}
+
+// Raises the overflow flag when a gradient in [0, end) is inf or NaN (the flag is cleared before).
+@compute @workgroup_size(${WORKGROUP})
+fn findInf(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let end = pu(0u);
+  let i = flatIndex(wid, lid, groups);
+  if (i >= end) { return; }
+  if (nonFinite(A[G + i])) { atomicOr(&SC[${u(SCALER.found)}], 1u); }
+}
+
+// GradScaler.update, plus the step counts of the step about to be taken: on overflow the scale
+// halves, the growth tracker restarts and the step counts stay (AdamW skips); otherwise after
+// growthInterval steps in a row the scale doubles (unless that overflows f32).
+@compute @workgroup_size(1)
+fn scalerUpdate() {
+  let growthInterval = pu(0u); let updateSpike = pu(1u);
+  let scale = lossScale();
+  if (atomicLoad(&SC[${u(SCALER.found)}]) != 0u) {
+    atomicStore(&SC[${u(SCALER.scale)}], bitcast<u32>(scale * 0.5));
+    atomicStore(&SC[${u(SCALER.growthTracker)}], 0u);
+    atomicAdd(&SC[${u(SCALER.skipped)}], 1u);
+    return;
+  }
+  let good = atomicLoad(&SC[${u(SCALER.growthTracker)}]) + 1u;
+  if (good >= growthInterval) {
+    let grown = scale * 2.0;
+    if (!nonFinite(grown)) { atomicStore(&SC[${u(SCALER.scale)}], bitcast<u32>(grown)); }
+    atomicStore(&SC[${u(SCALER.growthTracker)}], 0u);
+  } else {
+    atomicStore(&SC[${u(SCALER.growthTracker)}], good);
+  }
+  atomicAdd(&SC[${u(SCALER.fieldStep)}], 1u);
+  if (updateSpike != 0u) { atomicAdd(&SC[${u(SCALER.spikeStep)}], 1u); }
+}
+`;
+}
+
+const MIXED_ADAMW = /* wgsl */ `/** e^y − 1 without the cancellation of exp(y) − 1 near 0 (Taylor to y⁹ there). */
+fn expm1(y: f32) -> f32 {
+  if (abs(y) < 0.5) {
+    var p = 1.0 + y / 9.0;
+    p = 1.0 + y / 8.0 * p;
+    p = 1.0 + y / 7.0 * p;
+    p = 1.0 + y / 6.0 * p;
+    p = 1.0 + y / 5.0 * p;
+    p = 1.0 + y / 4.0 * p;
+    p = 1.0 + y / 3.0 * p;
+    p = 1.0 + y / 2.0 * p;
+    return y * p;
+  }
+  return exp(y) - 1.0;
+}
+
+// AdamW on [start, end) as in the f32 kernel, skipped when the step's gradients overflowed; the
+// step count is the GPU's, so the bias corrections 1 − βᵗ = −expm1(t·ln β) are computed here.
+@compute @workgroup_size(${WORKGROUP})
+fn adamw(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let start = pu(0u); let end = pu(1u);
+  let beta1 = pf(2u); let oneMinusBeta1 = pf(3u); let beta2 = pf(4u); let oneMinusBeta2 = pf(5u);
+  let decayFactor = pf(6u); let learningRate = pf(7u); let logBeta1 = pf(8u); let eps = pf(9u);
+  let mom = pu(10u); let vel = pu(11u); let logBeta2 = pf(12u); let stepWord = pu(13u);
+  let i = start + (wid.y * groups.x + wid.x) * WG + lid.x;
+  if (i >= end) { return; }
+  if (atomicLoad(&SC[${u(SCALER.found)}]) != 0u) { return; }
+  let t = f32(atomicLoad(&SC[stepWord]));
+  let stepSize = learningRate / -expm1(t * logBeta1);
+  let invSqrtBc2 = 1.0 / sqrt(-expm1(t * logBeta2));
+  let g = A[G + i];
+  let m = beta1 * A[mom + i] + oneMinusBeta1 * g;
+  let v = beta2 * A[vel + i] + oneMinusBeta2 * (g * g);
+  A[mom + i] = m;
+  A[vel + i] = v;
+  A[i] = A[i] * decayFactor - (stepSize * m) / (sqrt(v) * invSqrtBc2 + eps);
+}
+`;
+
+const FP32_ADAMW = /* wgsl */ `// AdamW on [start, end) (PyTorch's arithmetic in float32; the scalars come from JS in double):
+// m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1 − lr·wd) − (lr/bc1)·m/(√v/√bc2 + eps).
+@compute @workgroup_size(${WORKGROUP})
+fn adamw(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let start = pu(0u); let end = pu(1u);
+  let beta1 = pf(2u); let oneMinusBeta1 = pf(3u); let beta2 = pf(4u); let oneMinusBeta2 = pf(5u);
+  let decayFactor = pf(6u); let stepSize = pf(7u); let invSqrtBc2 = pf(8u); let eps = pf(9u);
+  let mom = pu(10u); let vel = pu(11u);
+  let i = start + (wid.y * groups.x + wid.x) * WG + lid.x;
+  if (i >= end) { return; }
+  let g = A[G + i];
+  let m = beta1 * A[mom + i] + oneMinusBeta1 * g;
+  let v = beta2 * A[vel + i] + oneMinusBeta2 * (g * g);
+  A[mom + i] = m;
+  A[vel + i] = v;
+  A[i] = A[i] * decayFactor - (stepSize * m) / (sqrt(v) * invSqrtBc2 + eps);
+}
+`;
+
+/**
+ * The kernel's WGSL: all-f32 without `half`; with it, the mixed-precision kernel (GEMM operands
+ * rounded to f16, f32 accumulation; the loss scaler; AdamW gated by the overflow flag).
+ */
+export function kernelSource(d: ShaderDims, r: Regions, half: HalfPath | null = null): string {
   const unitsS = Math.ceil(d.S / WORKGROUP);
   const unitsF = Math.ceil(d.F / WORKGROUP);
-  return /* wgsl */ `
+  // Products inside the spiking kernels: with f16 operands in the mixed kernel.
+  const operand = (x: string) => (half ? `roundHalf(${x})` : x);
+  const weight = (index: string) => (half ? `wh(${index})` : `A[${index}]`);
+  const scaled = (x: string) => (half ? `(${x}) * lossScale()` : x);
+  return /* wgsl */ `${half === 'native' ? '\nenable f16;' : ''}
 struct Params { w: array<vec4<u32>, ${PARAM_WORDS / 4}> }
 @group(0) @binding(0) var<storage, read_write> A: array<f32>;
 @group(0) @binding(1) var<uniform> U: Params;
@@ -143,42 +426,7 @@ fn dropKeep(state: u32, i: u32, threshold: u32, keep: f32) -> f32 {
   return select(keep, 0.0, z < threshold);
 }
 
-// ---- GEMM: C[M,N] = A·B (+ bias, or + C). A(i,k) = arena[a + i·ars + k·aks]; B(k,j) = arena[b + k·brs + j·bks].
-var<workgroup> tileA: array<array<f32, ${TILE}>, ${TILE}>;
-var<workgroup> tileB: array<array<f32, ${TILE}>, ${TILE}>;
-
-@compute @workgroup_size(${TILE}, ${TILE})
-fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let M = pu(0u); let N = pu(1u); let K = pu(2u);
-  let aOff = pu(3u); let ars = pu(4u); let aks = pu(5u);
-  let bOff = pu(6u); let brs = pu(7u); let bks = pu(8u);
-  let cOff = pu(9u); let ldc = pu(10u); let biasOff = pu(11u); let accumulate = pu(12u);
-  let row = wid.y * ${u(TILE)} + lid.y;
-  let col = wid.x * ${u(TILE)} + lid.x;
-  let inside = row < M && col < N;
-  // Bias first, then the products in k order: the simd kernel's summation order.
-  var acc = 0.0;
-  if (inside) {
-    if (accumulate != 0u) { acc = A[cOff + row * ldc + col]; } else if (biasOff != NONE) { acc = A[biasOff + col]; }
-  }
-  for (var k0 = 0u; k0 < K; k0 = k0 + ${u(TILE)}) {
-    let ka = k0 + lid.x;
-    var a = 0.0;
-    if (row < M && ka < K) { a = A[aOff + row * ars + ka * aks]; }
-    tileA[lid.y][lid.x] = a;
-    let kb = k0 + lid.y;
-    var b = 0.0;
-    if (kb < K && col < N) { b = A[bOff + kb * brs + col * bks]; }
-    tileB[lid.y][lid.x] = b;
-    workgroupBarrier();
-    let kn = min(${u(TILE)}, K - k0);
-    for (var kk = 0u; kk < kn; kk = kk + 1u) { acc = acc + tileA[lid.y][kk] * tileB[kk][lid.x]; }
-    workgroupBarrier();
-  }
-  if (inside) { A[cOff + row * ldc + col] = acc; }
-}
-
-// ---- LayerNorm (eps 1e-5, biased variance) + exact-erf GELU (+ dropout), one workgroup per row.
+${half ? mixedSource(half) : FP32_GEMM}// ---- LayerNorm (eps 1e-5, biased variance) + exact-erf GELU (+ dropout), one workgroup per row.
 // h holds the pre-norm values and receives x̂; rstd[r] is kept; out = GELU(n)·mask; gg = GELU′(n).
 @compute @workgroup_size(${WORKGROUP})
 fn lnGelu(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -278,7 +526,7 @@ fn reconstruction(@builtin(local_invocation_id) lid: vec3u) {
   for (var i = l; i < n; i = i + WG) {
     let d = A[Y + i] - A[X + i];
     s = s + d * d;
-    if (grad != 0u) { A[DY + i] = d * scale; }
+    if (grad != 0u) { A[DY + i] = ${scaled('d * scale')}; }
   }
   let total = wgSum(s, l);
   if (l == 0u) { A[RES] = total / f32(n); }
@@ -328,7 +576,7 @@ fn spikeForward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
         var u = A[O_FC2B + j];
         for (var i = 0u; i < S; i = i + 1u) {
           let s = sp1[i];
-          if (s != 0.0) { u = u + s * A[O_FC2W + j * S + i]; }
+          if (s != 0.0) { u = u + ${operand('s')} * ${weight('O_FC2W + j * S + i')}; }
         }
         let m = carry2[k] + u;
         let s = spike(m, th, smoothStep);
@@ -344,7 +592,7 @@ fn spikeForward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
         var u = A[O_FC3B + j];
         for (var i = 0u; i < S; i = i + 1u) {
           let s = sp2[i];
-          if (s != 0.0) { u = u + s * A[O_FC3W + j * S + i]; }
+          if (s != 0.0) { u = u + ${operand('s')} * ${weight('O_FC3W + j * S + i')}; }
         }
         let m = carry3[k] + u;
         let s = spike(m, th, smoothStep);
@@ -384,7 +632,7 @@ fn spikeLoss(@builtin(local_invocation_id) lid: vec3u) {
     let sgn = sign(offset);
     for (var i = l; i < n; i = i + WG) {
       let d = weight * ((2.0 * (A[RATES + i] - mean)) / f32(n - 1u) + sgn / f32(n));
-      A[DRATES + i] = d / f32(T);
+      A[DRATES + i] = ${scaled('d / f32(T)')};
     }
   }
 }
@@ -442,7 +690,7 @@ fn spikeBackward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
       for (var t1 = T; t1 > 0u; t1 = t1 - 1u) {
         let row = (t1 - 1u) * rows + r;
         var g = 0.0;
-        for (var i = 0u; i < F; i = i + 1u) { g = g + A[DU3 + row * F + i] * A[O_FC3W + i * S + j]; }
+        for (var i = 0u; i < F; i = i + 1u) { g = g + ${operand('A[DU3 + row * F + i]')} * ${weight('O_FC3W + i * S + j')}; }
         let at = row * S + j;
         let b = lifBack(A[M2 + at], A[S2 + at], g, carry, t1 == T, th, dec);
         dTh = dTh + b.dTh;
@@ -460,7 +708,7 @@ fn spikeBackward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
       for (var t1 = T; t1 > 0u; t1 = t1 - 1u) {
         let row = (t1 - 1u) * rows + r;
         var g = 0.0;
-        for (var i = 0u; i < S; i = i + 1u) { g = g + A[DU2 + row * S + i] * A[O_FC2W + i * S + j]; }
+        for (var i = 0u; i < S; i = i + 1u) { g = g + ${operand('A[DU2 + row * S + i]')} * ${weight('O_FC2W + i * S + j')}; }
         let at = row * S + j;
         let b = lifBack(A[M1 + at], A[S1 + at], g, carry, t1 == T, th, dec);
         dTh = dTh + b.dTh;
@@ -501,22 +749,5 @@ fn spikeScalars(@builtin(local_invocation_id) lid: vec3u) {
   }
 }
 
-// AdamW on [start, end) (PyTorch's arithmetic in float32; the scalars come from JS in double):
-// m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1 − lr·wd) − (lr/bc1)·m/(√v/√bc2 + eps).
-@compute @workgroup_size(${WORKGROUP})
-fn adamw(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let start = pu(0u); let end = pu(1u);
-  let beta1 = pf(2u); let oneMinusBeta1 = pf(3u); let beta2 = pf(4u); let oneMinusBeta2 = pf(5u);
-  let decayFactor = pf(6u); let stepSize = pf(7u); let invSqrtBc2 = pf(8u); let eps = pf(9u);
-  let mom = pu(10u); let vel = pu(11u);
-  let i = start + (wid.y * groups.x + wid.x) * WG + lid.x;
-  if (i >= end) { return; }
-  let g = A[G + i];
-  let m = beta1 * A[mom + i] + oneMinusBeta1 * g;
-  let v = beta2 * A[vel + i] + oneMinusBeta2 * (g * g);
-  A[mom + i] = m;
-  A[vel + i] = v;
-  A[i] = A[i] * decayFactor - (stepSize * m) / (sqrt(v) * invSqrtBc2 + eps);
-}
-`;
+${half ? MIXED_ADAMW : FP32_ADAMW}`;
 }

@@ -6,7 +6,7 @@ import { entry, type ParamLayout } from '../layout';
 import { spikeLossHost } from '../lif-host';
 import { Rng } from '../random';
 import { planRegions, type Regions } from './regions';
-import { ENTRY_POINTS, kernelSource, NONE, PARAM_STRIDE, PARAM_WORDS, TILE, WORKGROUP, type EntryPoint } from './shaders';
+import { ENTRY_POINTS, kernelSource, MIXED_ENTRY_POINTS, NONE, PARAM_STRIDE, PARAM_WORDS, SCALER, TILE, WORKGROUP, type EntryPoint, type HalfPath } from './shaders';
 
 // WebGPU's flag values, fixed by the spec; spelled out so the kernel needs no GPUBufferUsage global.
 const BUFFER_MAP_READ = 0x0001;
@@ -25,9 +25,51 @@ const INITIAL_SLOTS = 64;
 /** Most workgroups along one dispatch dimension (WebGPU's default limit). */
 const MAX_GROUPS = 65535;
 
+export type WebGpuPrecision = 'fp32' | 'mixed';
+
+/** PyTorch GradScaler's defaults; growth ×2 and backoff ×0.5 are fixed. */
+export const DEFAULT_INITIAL_LOSS_SCALE = 2 ** 16;
+export const DEFAULT_GROWTH_INTERVAL = 2000;
+
 export interface WebGpuKernelOptions {
   /** Most rows one computeGradients may take; forward runs bigger batches in chunks of this many. */
   capacity: number;
+  /**
+   * 'fp32' [default]: everything in float32. 'mixed' (torch.cuda.amp): matrix products with f16
+   * operands and f32 accumulation; LayerNorm, GELU, the losses, the spiking recurrences and AdamW
+   * in f32 on f32 master weights; dynamic loss scaling.
+   */
+  precision?: WebGpuPrecision;
+  /** How 'mixed' holds f16: 'native' needs a device with 'shader-f16'; default native when it has it, else 'packed'. */
+  halfPath?: HalfPath;
+  /** The loss scaler of 'mixed' (GradScaler's init_scale [2^16] and growth_interval [2000]). */
+  lossScaling?: { initialScale?: number; growthInterval?: number };
+}
+
+/**
+ * The dynamic loss scaler's state, for checkpoints (GradScaler.state_dict's scale and
+ * _growth_tracker), with the count of steps skipped for overflow.
+ */
+export interface LossScalerState {
+  scale: number;
+  /** Steps in a row without overflow since the scale last changed. */
+  growthTracker: number;
+  skippedSteps: number;
+}
+
+/** The features to request on a device for `adapter` so the mixed kernel can use native f16. */
+export function mixedPrecisionFeatures(adapter: { features: ReadonlySet<string> }): GPUFeatureName[] {
+  return adapter.features.has('shader-f16') ? ['shader-f16'] : [];
+}
+
+/**
+ * How to request the kernel's device on `adapter`: its largest buffer limits (so big batches fit)
+ * and 'shader-f16' where the adapter has it (native f16 for precision 'mixed'; without it the
+ * mixed kernel packs f16 into u32, same numbers).
+ */
+export function kernelDeviceDescriptor(adapter: Pick<GPUAdapter, 'features' | 'limits'>, label = 'quadra'): GPUDeviceDescriptor {
+  const { maxStorageBufferBindingSize, maxBufferSize } = adapter.limits;
+  return { label, requiredLimits: { maxStorageBufferBindingSize, maxBufferSize }, requiredFeatures: mixedPrecisionFeatures(adapter) };
 }
 
 interface Dispatch {
@@ -37,9 +79,10 @@ interface Dispatch {
 }
 
 interface Copy {
-  /** Float offset in the arena, and how many floats. */
+  /** Word offset in the arena (or `source`), and how many words. */
   from: number;
   length: number;
+  source?: GPUBuffer;
 }
 
 /** An operand of a GEMM: element (i, k) is at arena[offset + i·rowStride + k·colStride]. */
@@ -47,6 +90,14 @@ interface Operand {
   offset: number;
   rowStride: number;
   colStride: number;
+  /** A parameter tensor: the mixed kernel reads its f16 copy. */
+  weights?: boolean;
+}
+
+function checkScale(scale: number): void {
+  if (!(scale > 0) || !Number.isFinite(Math.fround(scale))) {
+    throw new QuadraError('INVALID_ARGUMENT', `backend 'webgpu': a loss scale must be a positive float32, got ${scale}`, { field: 'lossScale' });
+  }
 }
 
 /** The unbiased variance of one value is undefined (NaN, as in PyTorch). */
@@ -63,7 +114,11 @@ const f32Bits = (() => {
 
 /**
  * The Quadra Matrix model as fused WGSL compute kernels on a GPUDevice (standard WebGPU only, so it
- * runs on dawn.node and in Chromium alike). Parameters, Adam moments, gradients and activations
+ * runs on dawn.node and in Chromium alike). With precision 'mixed' (torch.cuda.amp's recipe) the
+ * matrix products take f16 operands: weights from an f16 copy of the f32 master parameters
+ * refreshed after every update, activations and gradients rounded as the GEMM loads them (they
+ * feed f32 LayerNorm, GELU and BPTT kernels too, so a stored f16 copy would only add a write); the
+ * loss is scaled, the gradients unscaled, and an overflowing step skipped, all on the GPU. Parameters, Adam moments, gradients and activations
  * stay in one storage buffer in layout order; a training step is ~40 dispatches in one submit and
  * one 8-byte readback (the two loss terms). Every method encodes and submits its GPU work before
  * its first await, so the GPU runs calls in the order they were made. Arithmetic follows the simd
@@ -76,6 +131,9 @@ export class WebGpuKernel implements ModelKernel {
   readonly capacity: number;
   /** Asynchronous (WebGPU readback); gradients cross to the host for the all-reduce. */
   readonly capabilities = { synchronous: false, allReducesInPlace: false } as const;
+  readonly precision: WebGpuPrecision;
+  /** How the mixed kernel holds f16 values; null in fp32. */
+  readonly halfPath: HalfPath | null;
   /** For tests only: 'smooth' replaces the spike step by its smooth twin (see TfjsKernel). */
   spikeForward: 'heaviside' | 'smooth' = 'heaviside';
 
@@ -88,6 +146,11 @@ export class WebGpuKernel implements ModelKernel {
   #bindGroup: GPUBindGroup;
   #pipelines: Map<EntryPoint, GPUComputePipeline>;
   #offsets: Record<'W0' | 'B0' | 'G1' | 'Be1' | 'W4' | 'B4' | 'G5' | 'Be5' | 'Wd0' | 'Bd0' | 'Gd1' | 'Bed1' | 'Wd4' | 'Bd4' | 'F1w' | 'F1b' | 'F2w' | 'F2b' | 'F3w' | 'F3b', number>;
+  /** The mixed kernel's loss scaler state (SCALER words) and f16 parameter copy; null in fp32. */
+  #scaler: GPUBuffer | null;
+  #halfWeights: GPUBuffer | null;
+  #growthInterval: number;
+  /** fp32's step counts (the mixed kernel's live on the GPU, in #scaler). */
   #fieldStep = 0;
   #spikeStep = 0;
   #pending = false;
@@ -105,8 +168,14 @@ export class WebGpuKernel implements ModelKernel {
     arena: GPUBuffer,
     bindGroupLayout: GPUBindGroupLayout,
     pipelines: Map<EntryPoint, GPUComputePipeline>,
+    mixed: { halfPath: HalfPath; scaler: GPUBuffer; halfWeights: GPUBuffer; growthInterval: number } | null,
   ) {
     this.#device = device;
+    this.precision = mixed ? 'mixed' : 'fp32';
+    this.halfPath = mixed?.halfPath ?? null;
+    this.#scaler = mixed?.scaler ?? null;
+    this.#halfWeights = mixed?.halfWeights ?? null;
+    this.#growthInterval = mixed?.growthInterval ?? DEFAULT_GROWTH_INTERVAL;
     this.model = model;
     this.layout = layout;
     this.capacity = capacity;
@@ -156,6 +225,22 @@ export class WebGpuKernel implements ModelKernel {
     if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_GROUPS) {
       throw new QuadraError('INVALID_ARGUMENT', `backend 'webgpu': capacity must be a whole number of rows from 1 to ${MAX_GROUPS}, got ${capacity}`, { capacity });
     }
+    const precision = options.precision ?? 'fp32';
+    if (precision !== 'fp32' && precision !== 'mixed') {
+      throw new QuadraError('INVALID_ARGUMENT', `backend 'webgpu': precision must be 'fp32' or 'mixed', got ${String(precision)}`, { field: 'precision' });
+    }
+    const mixed = precision === 'mixed';
+    const nativeHalf = device.features.has('shader-f16');
+    const halfPath: HalfPath | null = mixed ? (options.halfPath ?? (nativeHalf ? 'native' : 'packed')) : null;
+    if (halfPath === 'native' && !nativeHalf) {
+      throw new QuadraError('UNSUPPORTED', "backend 'webgpu': native f16 needs a device created with the 'shader-f16' feature (see mixedPrecisionFeatures)", { field: 'halfPath' });
+    }
+    const initialScale = options.lossScaling?.initialScale ?? DEFAULT_INITIAL_LOSS_SCALE;
+    const growthInterval = options.lossScaling?.growthInterval ?? DEFAULT_GROWTH_INTERVAL;
+    checkScale(initialScale);
+    if (!Number.isInteger(growthInterval) || growthInterval < 1 || growthInterval > 0xffffffff) {
+      throw new QuadraError('INVALID_ARGUMENT', `backend 'webgpu': the loss scaler's growthInterval must be a whole number of steps ≥ 1, got ${growthInterval}`, { field: 'growthInterval' });
+    }
     const { fieldSize: F, hiddenSize: H, spikingHiddenSize: S, spikingSteps: T } = model;
     const regions = planRegions({ F, H, S, T, parameters: layout.total, capacity });
     const bytes = regions.total * 4;
@@ -190,6 +275,7 @@ export class WebGpuKernel implements ModelKernel {
         decay: at('spike_network.decay'),
       },
       regions,
+      halfPath,
     );
 
     device.pushErrorScope('out-of-memory');
@@ -200,28 +286,47 @@ export class WebGpuKernel implements ModelKernel {
       entries: [
         { binding: 0, visibility: STAGE_COMPUTE, buffer: { type: 'storage' } },
         { binding: 1, visibility: STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: PARAM_WORDS * 4 } },
+        ...(mixed
+          ? [
+              { binding: 2, visibility: STAGE_COMPUTE, buffer: { type: 'storage' as const } },
+              { binding: 3, visibility: STAGE_COMPUTE, buffer: { type: 'storage' as const } },
+            ]
+          : []),
       ],
     });
     const pipelineLayout = device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] });
     const pipelines = new Map<EntryPoint, GPUComputePipeline>();
-    for (const name of ENTRY_POINTS) {
+    for (const name of mixed ? [...ENTRY_POINTS, ...MIXED_ENTRY_POINTS] : ENTRY_POINTS) {
       pipelines.set(name, device.createComputePipeline({ label: `quadra ${name}`, layout: pipelineLayout, compute: { module, entryPoint: name } }));
     }
     const arena = device.createBuffer({ label: 'quadra arena', size: bytes, usage: BUFFER_STORAGE | BUFFER_COPY_SRC | BUFFER_COPY_DST });
+    const buffers = [arena];
+    let mixedState: { halfPath: HalfPath; scaler: GPUBuffer; halfWeights: GPUBuffer; growthInterval: number } | null = null;
+    if (halfPath) {
+      const scaler = device.createBuffer({ label: 'quadra loss scaler', size: SCALER.words * 4, usage: BUFFER_STORAGE | BUFFER_COPY_SRC | BUFFER_COPY_DST });
+      // Two f16 per word either way (one f16 each natively; pairs packed in a u32 otherwise).
+      const halfWeights = device.createBuffer({ label: 'quadra f16 parameters', size: Math.ceil(layout.total / 2) * 4, usage: BUFFER_STORAGE });
+      buffers.push(scaler, halfWeights);
+      mixedState = { halfPath, scaler, halfWeights, growthInterval };
+    }
     const validation = await device.popErrorScope();
     const memory = await device.popErrorScope();
     if (validation) {
       const info = await module.getCompilationInfo();
       const messages = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-      arena.destroy();
+      for (const buffer of buffers) buffer.destroy();
       throw new QuadraError('INTERNAL', `backend 'webgpu': building the kernels failed: ${validation.message}${messages.length ? ` (${messages.join('; ')})` : ''}`);
     }
     if (memory) {
-      arena.destroy();
+      for (const buffer of buffers) buffer.destroy();
       throw new QuadraError('UNSUPPORTED', `backend 'webgpu': the GPU is out of memory for ${capacity} rows of this model: ${memory.message}`, { field: 'batchSize', rows: capacity });
     }
-    const kernel = new WebGpuKernel(device, model, layout, capacity, regions, arena, bindGroupLayout, pipelines);
+    const kernel = new WebGpuKernel(device, model, layout, capacity, regions, arena, bindGroupLayout, pipelines, mixedState);
     device.queue.writeBuffer(arena, 0, parameters);
+    if (mixedState) {
+      kernel.#writeScaler({ scale: initialScale, growthTracker: 0, skippedSteps: 0 }, 0, 0);
+      await kernel.#submit(kernel.#refreshHalfWeights([]), []);
+    }
     return kernel;
   }
 
@@ -244,6 +349,8 @@ export class WebGpuKernel implements ModelKernel {
     this.#dispatch(d, 'spikeLoss', [rows * this.model.fieldSize, surrogate ? 1 : 0, f32Bits(this.model.spikeLossWeight)], 1);
     this.#fieldBackward(d, rows, dropout);
     if (surrogate) this.#spikingBackward(d, rows);
+    // The mixed kernel hands out unscaled gradients (readGradients, the all-reduce, AdamW all see those).
+    if (this.#scaler) this.#flat(d, 'unscale', [this.#gradientEnd()], this.#gradientEnd());
     const done = this.#submit(d, [{ from: this.#regions.RES, length: 2 }], batch);
     this.#pending = true;
     const results = await done;
@@ -270,6 +377,7 @@ export class WebGpuKernel implements ModelKernel {
   async applyGradients(opt: OptimizerConfig): Promise<void> {
     this.#assertAlive();
     if (!this.#pending) throw new QuadraError('INTERNAL', 'applyGradients: no gradients computed since the last update');
+    if (this.#scaler) return this.#applyMixed(opt);
     const fieldStep = this.#fieldStep + 1;
     const updateSpike = this.model.spikeGradient === 'surrogate';
     const spikeStep = updateSpike ? this.#spikeStep + 1 : this.#spikeStep;
@@ -282,6 +390,59 @@ export class WebGpuKernel implements ModelKernel {
     this.#spikeStep = spikeStep;
     this.#pending = false;
     await done;
+  }
+
+  /**
+   * The mixed kernel's step, decided on the GPU with no readback: findInf raises the overflow flag
+   * if a gradient (computed or written) is inf or NaN; scalerUpdate applies GradScaler's rules and
+   * counts the step; AdamW does nothing when the flag is up; the f16 weights are refreshed.
+   */
+  async #applyMixed(opt: OptimizerConfig): Promise<void> {
+    const end = this.#gradientEnd();
+    const updateSpike = this.model.spikeGradient === 'surrogate';
+    this.#device.queue.writeBuffer(this.#scaler!, SCALER.found * 4, new Uint32Array([0]));
+    const d: Dispatch[] = [];
+    this.#flat(d, 'findInf', [end], end);
+    this.#dispatch(d, 'scalerUpdate', [this.#growthInterval, updateSpike ? 1 : 0], 1);
+    this.#adamwMixed(d, 0, this.layout.fieldCount, opt, SCALER.fieldStep);
+    if (updateSpike) this.#adamwMixed(d, this.layout.fieldCount, this.layout.total, opt, SCALER.spikeStep);
+    const done = this.#submit(this.#refreshHalfWeights(d), []);
+    this.#pending = false;
+    await done;
+  }
+
+  /** The loss scale the next computeGradients multiplies the loss by (1 in fp32). */
+  async lossScale(): Promise<number> {
+    return (await this.scalerState())?.scale ?? 1;
+  }
+
+  /** How many steps the mixed kernel skipped for inf/NaN gradients (0 in fp32). */
+  async skippedSteps(): Promise<number> {
+    return (await this.scalerState())?.skippedSteps ?? 0;
+  }
+
+  /** The loss scaler's state, for a checkpoint; null in fp32 (no scaler). */
+  async scalerState(): Promise<LossScalerState | null> {
+    this.#assertAlive();
+    if (!this.#scaler) return null;
+    const words = await this.#readScaler();
+    return { scale: new Float32Array(words.buffer, words.byteOffset + SCALER.scale * 4, 1)[0]!, growthTracker: words[SCALER.growthTracker]!, skippedSteps: words[SCALER.skipped]! };
+  }
+
+  /** Restores the loss scaler's state (from scalerState) when resuming a mixed-precision run. */
+  async setScalerState(state: LossScalerState): Promise<void> {
+    this.#assertAlive();
+    if (!this.#scaler) throw new QuadraError('INVALID_ARGUMENT', "backend 'webgpu': an fp32 kernel has no loss scaler to restore", { field: 'precision' });
+    checkScale(state.scale);
+    for (const key of ['growthTracker', 'skippedSteps'] as const) {
+      const value = state[key];
+      if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+        throw new QuadraError('INVALID_ARGUMENT', `backend 'webgpu': the loss scaler's ${key} must be a whole number ≥ 0, got ${value}`, { field: key });
+      }
+    }
+    const words = new Uint32Array([f32Bits(state.scale), state.growthTracker]);
+    this.#device.queue.writeBuffer(this.#scaler, SCALER.scale * 4, words);
+    await this.#writeWords(this.#scaler, SCALER.skipped, new Uint32Array([state.skippedSteps]));
   }
 
   async forward(batch: Float32Array, rows: number): Promise<ForwardResult> {
@@ -335,7 +496,9 @@ export class WebGpuKernel implements ModelKernel {
   async setParameters(parameters: Float32Array): Promise<void> {
     this.#assertAlive();
     checkLength('parameters', parameters, this.layout.total);
-    await this.#write(this.#regions.P, parameters);
+    const done = this.#write(this.#regions.P, parameters);
+    if (this.#scaler) await this.#submit(this.#refreshHalfWeights([]), []);
+    await done;
   }
 
   async getOptimizerState(): Promise<OptimizerState> {
@@ -347,8 +510,13 @@ export class WebGpuKernel implements ModelKernel {
       [
         { from: this.#regions.MOM, length: n },
         { from: this.#regions.VEL, length: n },
+        ...(this.#scaler ? [{ from: 0, length: SCALER.words, source: this.#scaler }] : []),
       ],
     );
+    if (this.#scaler) {
+      const words = new Uint32Array(both.buffer, both.byteOffset + 2 * n * 4, SCALER.words);
+      return { m: both.slice(0, n), v: both.slice(n, 2 * n), fieldStep: words[SCALER.fieldStep]!, spikeStep: words[SCALER.spikeStep]! };
+    }
     return { m: both.slice(0, n), v: both.slice(n), fieldStep, spikeStep };
   }
 
@@ -360,11 +528,12 @@ export class WebGpuKernel implements ModelKernel {
     const v = this.#write(this.#regions.VEL, state.v);
     this.#fieldStep = state.fieldStep;
     this.#spikeStep = state.spikeStep;
-    await Promise.all([m, v]);
+    const steps = this.#scaler ? this.#writeWords(this.#scaler, SCALER.fieldStep, new Uint32Array([state.fieldStep, state.spikeStep])) : null;
+    await Promise.all([m, v, steps]);
   }
 
   memory(): KernelMemory {
-    return { tensors: 0, bytes: this.#disposed ? 0 : this.#arena.size + this.#uniforms.size };
+    return { tensors: 0, bytes: this.#disposed ? 0 : this.#arena.size + this.#uniforms.size + (this.#scaler?.size ?? 0) + (this.#halfWeights?.size ?? 0) };
   }
 
   /** Frees the kernel's buffers; the device stays the caller's. */
@@ -373,6 +542,8 @@ export class WebGpuKernel implements ModelKernel {
     this.#disposed = true;
     this.#arena.destroy();
     this.#uniforms.destroy();
+    this.#scaler?.destroy();
+    this.#halfWeights?.destroy();
   }
 
   // ---- programs --------------------------------------------------------------------------------
@@ -395,7 +566,7 @@ export class WebGpuKernel implements ModelKernel {
 
   /** out[rows, N] = x[rows, K]·Wᵀ + b for a PyTorch Linear weight W [N, K]. */
   #linear(d: Dispatch[], rows: number, N: number, K: number, x: number, w: number, b: number, out: number): void {
-    this.#gemm(d, rows, N, K, { offset: x, rowStride: K, colStride: 1 }, { offset: w, rowStride: 1, colStride: K }, out, N, b);
+    this.#gemm(d, rows, N, K, { offset: x, rowStride: K, colStride: 1 }, { offset: w, rowStride: 1, colStride: K, weights: true }, out, N, b);
   }
 
   #spiking(d: Dispatch[], rows: number, keep: boolean): void {
@@ -415,7 +586,7 @@ export class WebGpuKernel implements ModelKernel {
     const linearBack = (N: number, K: number, dy: number, x: number, w: number, b: number, dx: number | null) => {
       this.#gemm(d, N, K, rows, { offset: dy, rowStride: 1, colStride: N }, { offset: x, rowStride: K, colStride: 1 }, G + w, K);
       this.#colsum(d, rows, N, dy, G + b);
-      if (dx !== null) this.#gemm(d, rows, K, N, { offset: dy, rowStride: N, colStride: 1 }, { offset: w, rowStride: K, colStride: 1 }, dx, K);
+      if (dx !== null) this.#gemm(d, rows, K, N, { offset: dy, rowStride: N, colStride: 1 }, { offset: w, rowStride: K, colStride: 1, weights: true }, dx, K);
     };
     const normBack = (N: number, xh: number, gg: number, rstd: number, gain: number, beta: number, m: number[]) => {
       this.#dispatch(d, 'lnGeluBack', [N, r.BA, xh, gg, rstd, gain, r.DN, r.DH, ...m], rows);
@@ -447,6 +618,30 @@ export class WebGpuKernel implements ModelKernel {
     this.#dispatch(d, 'spikeScalars', [rows], 1);
   }
 
+  /** The mixed kernel's AdamW on [start, end): its step count is scaler word `stepWord`, on the GPU. */
+  #adamwMixed(d: Dispatch[], start: number, end: number, o: OptimizerConfig, stepWord: number): void {
+    if (end <= start) return;
+    const groups = Math.ceil((end - start) / WORKGROUP);
+    const x = Math.min(groups, MAX_GROUPS);
+    const params = [
+      start,
+      end,
+      f32Bits(o.beta1),
+      f32Bits(1 - o.beta1),
+      f32Bits(o.beta2),
+      f32Bits(1 - o.beta2),
+      f32Bits(1 - o.learningRate * o.weightDecay),
+      f32Bits(o.learningRate),
+      f32Bits(Math.log(o.beta1)),
+      f32Bits(o.epsilon),
+      this.#regions.MOM,
+      this.#regions.VEL,
+      f32Bits(Math.log(o.beta2)),
+      stepWord,
+    ];
+    d.push({ entry: 'adamw', params, groups: [x, Math.ceil(groups / x)] });
+  }
+
   #adamw(d: Dispatch[], start: number, end: number, step: number, o: OptimizerConfig): void {
     if (end <= start) return;
     const groups = Math.ceil((end - start) / WORKGROUP);
@@ -471,6 +666,7 @@ export class WebGpuKernel implements ModelKernel {
 
   #gemm(d: Dispatch[], M: number, N: number, K: number, a: Operand, b: Operand, c: number, ldc: number, bias = NONE): void {
     const params = [M, N, K, a.offset, a.rowStride, a.colStride, b.offset, b.rowStride, b.colStride, c, ldc, bias, 0];
+    if (this.#scaler) params.push(b.weights ? 1 : 0);
     d.push({ entry: 'gemm', params, groups: [Math.ceil(N / TILE), Math.ceil(M / TILE)] });
   }
 
@@ -480,6 +676,40 @@ export class WebGpuKernel implements ModelKernel {
 
   #dispatch(d: Dispatch[], entryPoint: EntryPoint, params: number[], groups: number): void {
     d.push({ entry: entryPoint, params, groups: [groups, 1] });
+  }
+
+  /** A dispatch of `threads` threads, WORKGROUP a group, in a 2-D grid when one row would be too long. */
+  #flat(d: Dispatch[], entryPoint: EntryPoint, params: number[], threads: number): void {
+    const groups = Math.max(1, Math.ceil(threads / WORKGROUP));
+    const x = Math.min(groups, MAX_GROUPS);
+    d.push({ entry: entryPoint, params, groups: [x, Math.ceil(groups / x)] });
+  }
+
+  /** Appends the refresh of the f16 parameter copy to `d` (after an update or a write). */
+  #refreshHalfWeights(d: Dispatch[]): Dispatch[] {
+    const n = this.layout.total;
+    this.#flat(d, 'toHalf', [n], this.halfPath === 'native' ? n : Math.ceil(n / 2));
+    return d;
+  }
+
+  /** Where the gradients that exist end: the spiking ones have none in 'none' mode. */
+  #gradientEnd(): number {
+    return this.model.spikeGradient === 'surrogate' ? this.layout.total : this.layout.fieldCount;
+  }
+
+  #writeScaler(state: LossScalerState, fieldStep: number, spikeStep: number): void {
+    const words = new Uint32Array(SCALER.words);
+    words[SCALER.scale] = f32Bits(state.scale);
+    words[SCALER.growthTracker] = state.growthTracker;
+    words[SCALER.skipped] = state.skippedSteps;
+    words[SCALER.fieldStep] = fieldStep;
+    words[SCALER.spikeStep] = spikeStep;
+    this.#device.queue.writeBuffer(this.#scaler!, 0, words);
+  }
+
+  async #readScaler(): Promise<Uint32Array> {
+    const values = await this.#submit([], [{ from: 0, length: SCALER.words, source: this.#scaler! }]);
+    return new Uint32Array(values.buffer, values.byteOffset, values.length);
   }
 
   // ---- submission and readback -----------------------------------------------------------------
@@ -520,7 +750,7 @@ export class WebGpuKernel implements ModelKernel {
       staging = device.createBuffer({ label: 'quadra readback', size: total * 4, usage: BUFFER_MAP_READ | BUFFER_COPY_DST });
       let at = 0;
       for (const copy of copies) {
-        encoder.copyBufferToBuffer(this.#arena, copy.from * 4, staging, at * 4, copy.length * 4);
+        encoder.copyBufferToBuffer(copy.source ?? this.#arena, copy.from * 4, staging, at * 4, copy.length * 4);
         at += copy.length;
       }
     }
@@ -548,9 +778,13 @@ export class WebGpuKernel implements ModelKernel {
 
   /** Writes `values` into the arena at a float offset (queued in call order, like every submit). */
   #write(offset: number, values: Float32Array): Promise<void> {
+    return this.#writeWords(this.#arena, offset, values);
+  }
+
+  #writeWords(buffer: GPUBuffer, offset: number, values: Float32Array | Uint32Array): Promise<void> {
     const device = this.#device;
     device.pushErrorScope('validation');
-    device.queue.writeBuffer(this.#arena, offset * 4, values);
+    device.queue.writeBuffer(buffer, offset * 4, values);
     const validation = device.popErrorScope();
     return this.#guard(
       validation.then((error) => {
@@ -575,6 +809,12 @@ export class WebGpuKernel implements ModelKernel {
       entries: [
         { binding: 0, resource: { buffer: this.#arena } },
         { binding: 1, resource: { buffer: this.#uniforms, size: PARAM_WORDS * 4 } },
+        ...(this.#scaler && this.#halfWeights
+          ? [
+              { binding: 2, resource: { buffer: this.#scaler } },
+              { binding: 3, resource: { buffer: this.#halfWeights } },
+            ]
+          : []),
       ],
     });
   }
