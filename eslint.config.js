@@ -22,6 +22,12 @@ const layer = (files, { paths = [], regexes = [], ignores = [] }) => ({
   },
 });
 
+/** Files a page bundles (the webgpu worker in a hidden window): engine-core, the worker runtime, their helpers. */
+const BROWSER_SAFE = [
+  'src-main/engine/{engine-core,kernel,layout,init,random,lif-host,precision,webgpu-device}.ts',
+  'src-main/training/{browser-worker,browser-worker-platform,message-port-channel,worker-runtime,protocol,shared-exchange,weighted-sum}.ts',
+];
+
 const NO_ELECTRON = { name: 'electron', message: "Only src-main/electron may import 'electron' (DESIGN.md §2)." };
 
 export default tseslint.config(
@@ -55,6 +61,20 @@ export default tseslint.config(
   }),
   layer(['src-main/{engine,data,store,hardware,bench,training}/**'], {
     paths: [NO_ELECTRON],
+    regexes: [
+      { regex: ourFolder(['src-renderer']), message: 'src-main never imports the renderer.' },
+      { regex: ourFolder(['services', 'server', 'cli', 'electron']), message: 'engine/data/store/hardware/bench/training never import services, server, cli or electron (DESIGN.md §2).' },
+    ],
+  }),
+  // What the webgpu worker's page bundles (browser-worker.ts and below): the rules of its folders plus
+  // no Node built-ins. After the block above, so it replaces it for these files. build.mjs's browser
+  // bundle checks the same for everything they import.
+  layer(BROWSER_SAFE, {
+    paths: [
+      NO_ELECTRON,
+      ...NODE_BUILTINS.map((name) => ({ name, message: 'This file runs in a page too (the webgpu worker): no Node built-ins.' })),
+      ...['@tensorflow/tfjs', 'webgpu'].map((name) => ({ name, message: 'This file runs in a page too (the webgpu worker): no Node-only packages.' })),
+    ],
     regexes: [
       { regex: ourFolder(['src-renderer']), message: 'src-main never imports the renderer.' },
       { regex: ourFolder(['services', 'server', 'cli', 'electron']), message: 'engine/data/store/hardware/bench/training never import services, server, cli or electron (DESIGN.md §2).' },

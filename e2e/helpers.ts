@@ -38,10 +38,11 @@ export async function stopServe(server: ChildProcess | null): Promise<void> {
   await exited;
 }
 
-export function launchChromium(): Promise<Browser> {
+/** `extraArgs`: more switches, e.g. the ones that give headless Chromium a WebGPU adapter. */
+export function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu'],
+    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-gpu', ...extraArgs],
   });
 }
 

@@ -6,13 +6,16 @@ import { detectHardware } from '../hardware/detect';
 import { WorkstationService } from '../services/workstation';
 import { openStore } from '../store/database';
 import { defaultDatabasePath } from '../store/paths';
+import { withBackendTransports } from '../training/transport';
 import { broadcast, registerApi } from './ipc';
+import { isWorkerWindow, rendererTransport } from './renderer-transport';
 import { utilityTransport } from './utility-transport';
 
 /**
  * The desktop app's main process: owns the store, the training coordinator, the GPU monitor and the
- * benchmark runner (through WorkstationService); training steps run in utility processes, never
- * here. This file is the thin shell; everything it composes is tested in plain Node.
+ * benchmark runner (through WorkstationService); training steps run in utility processes (webgpu
+ * in hidden windows), never here. This file is the thin shell; everything it composes is tested
+ * in plain Node.
  */
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RENDERER = path.join(here, '../renderer/index.html');
@@ -20,11 +23,20 @@ const rendererUrl = pathToFileURL(RENDERER).href;
 const CONTENT_SECURITY_POLICY =
   "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'";
 
+// Chromium on Linux offers WebGPU (the webgpu workers' windows) only behind these switches.
+if (process.platform === 'linux') {
+  app.commandLine.appendSwitch('enable-unsafe-webgpu');
+  app.commandLine.appendSwitch('enable-features', 'Vulkan');
+}
+
+/** The app's own windows: hidden training workers are windows too, but not the user's. */
+const appWindows = () => BrowserWindow.getAllWindows().filter((window) => !isWorkerWindow(window));
+
 if (!app.requestSingleInstanceLock()) {
   app.quit();
 } else {
   app.on('second-instance', () => {
-    const [window] = BrowserWindow.getAllWindows();
+    const [window] = appWindows();
     if (window) {
       if (window.isMinimized()) window.restore();
       window.focus();
@@ -43,8 +55,9 @@ async function start(): Promise<void> {
     store,
     hardware: () => hardware,
     dataDir: path.dirname(store.file),
-    // build.mjs bundles the training worker next to this file.
-    transport: utilityTransport(path.join(here, 'worker-main.mjs')),
+    // build.mjs bundles the training worker and the webgpu worker's page next to this file. webgpu
+    // trains in hidden windows: Electron's V8 memory cage blocks dawn.node's readback.
+    transport: withBackendTransports(utilityTransport(path.join(here, 'worker-main.mjs')), { webgpu: rendererTransport(path.join(here, 'gpu-worker.html')) }),
     emit: (event, payload) => broadcast(webContents.getAllWebContents(), event, payload),
     monitor: { start: () => monitor.start(), stop: () => void monitor.stop(), onSample: (l) => monitor.onDidSample(l) },
   });
@@ -62,11 +75,10 @@ async function start(): Promise<void> {
 
   createWindow();
   app.on('activate', () => {
-    if (BrowserWindow.getAllWindows().length === 0) createWindow();
+    if (appWindows().length === 0) createWindow();
   });
-  app.on('window-all-closed', () => {
-    if (process.platform !== 'darwin') app.quit();
-  });
+  // Listening keeps Electron from quitting by itself; the UI window's 'closed' decides (createWindow).
+  app.on('window-all-closed', () => undefined);
   app.on('before-quit', (event) => {
     if (!service) return;
     event.preventDefault();
@@ -103,6 +115,10 @@ function createWindow(): void {
     if (!url.startsWith(rendererUrl)) event.preventDefault();
   });
   window.webContents.setWindowOpenHandler(() => ({ action: 'deny' }));
+  // Not 'window-all-closed': it would wait for the hidden worker windows of a webgpu run too.
+  window.once('closed', () => {
+    if (process.platform !== 'darwin' && appWindows().every((other) => other === window)) app.quit();
+  });
   window.webContents.on('render-process-gone', (_event, details) => {
     void dialog.showMessageBox({ type: 'error', message: `The window stopped (${details.reason}). Training runs go on; reopen the window to watch them.` });
   });

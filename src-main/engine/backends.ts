@@ -6,7 +6,10 @@ import path from 'node:path';
 import { BACKEND_IDS, type BackendId, type Precision } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { GpuInfo, NvidiaSmiStatus } from '../../src-shared/hardware';
+import { PRECISION_NOTE } from './precision';
 import { probeSimd, simdModelProblem } from './simd/module';
+
+export { assertPrecisionSupported } from './precision';
 
 /** The widths that decide whether the fused kernel can run a model. */
 export interface ModelWidths {
@@ -62,9 +65,6 @@ const TFJS_NAME: Record<BackendId, string> = {
   cpu: 'cpu',
 };
 
-const PRECISION_NOTE =
-  'TensorFlow.js computes in float32 only: fp16 and mixed precision are not available on any current tfjs backend';
-
 const require = createRequire(import.meta.url);
 
 let nativePackageLoaded: 'gpu' | 'cpu' | null = null;
@@ -72,16 +72,6 @@ let selected: BackendSelection | null = null;
 
 export function isBackendId(value: string): value is BackendId {
   return (BACKEND_IDS as readonly string[]).includes(value);
-}
-
-/** Refuses fp16/mixed with the reason: tfjs has no reduced-precision compute. */
-export function assertPrecisionSupported(precision: Precision, backend: BackendId): void {
-  if (precision !== 'fp32') {
-    const why = backend === 'webgpu' ? 'the fused WGSL kernels compute in float32 for now (mixed precision is not built yet)' : PRECISION_NOTE;
-    throw new QuadraError('UNSUPPORTED', `precision '${precision}' is not available on backend '${backend}': ${why}. Use fp32.`, {
-      field: 'precision',
-    });
-  }
 }
 
 /**

@@ -1,6 +1,9 @@
 /// <reference types="@webgpu/types" />
 import { create, globals } from 'webgpu';
 import { ADAPTER_ENV, parseAdapterList, type AdapterEntry } from './webgpu-adapters';
+import { requestLargestDevice } from './webgpu-device';
+
+export { adapterName, isSoftwareAdapter } from './webgpu-device';
 
 /**
  * dawn.node's GPU entry point. Kept in a module variable for the life of the process: when it is
@@ -52,18 +55,5 @@ export async function listNodeAdapters(): Promise<AdapterEntry[]> {
 /** A device on that adapter with its largest buffer limits, so big batches fit; null without an adapter. */
 export async function nodeGpuDevice(options: { powerPreference?: GPUPowerPreference } = {}): Promise<GPUDevice | null> {
   const adapter = await nodeGpuAdapter(options);
-  if (!adapter) return null;
-  const { maxStorageBufferBindingSize, maxBufferSize } = adapter.limits;
-  return adapter.requestDevice({ label: 'quadra', requiredLimits: { maxStorageBufferBindingSize, maxBufferSize } });
-}
-
-/** A software rasteriser (SwiftShader, llvmpipe, lavapipe, WARP) rather than a GPU. */
-export function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
-  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`;
-  return (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe|software|microsoft basic render/i.test(text);
-}
-
-/** The adapter's name as a user knows it. */
-export function adapterName(info: GPUAdapterInfo): string {
-  return info.description || [info.vendor, info.device || info.architecture].filter(Boolean).join(' ') || 'unnamed adapter';
+  return adapter ? requestLargestDevice(adapter) : null;
 }

@@ -429,11 +429,14 @@ function workerDied(exit: WorkerExit): QuadraError {
 const DEFAULT_FORK_TRANSPORT = forkTransport(DEFAULT_WORKER_ENTRY);
 
 /**
- * How the plan's workers start: simd always in threads (its all-reduce is through shared memory),
- * running the same entry as the plan's transport (e.g. the app's bundled worker); otherwise the
- * plan's transport, or child processes.
+ * How the plan's workers start: the transport's own choice for the plan's backend if it has one
+ * (the app's webgpu windows); simd in threads (its all-reduce is through shared memory), running
+ * the same entry as the plan's transport (e.g. the app's bundled worker); otherwise the plan's
+ * transport, or child processes.
  */
 function transportFor(plan: TrainingPlan): TransportFactory {
+  const ownTransport = plan.transport?.forBackend?.(plan.backend);
+  if (ownTransport) return ownTransport;
   if (plan.backend === 'simd' && !plan.transport?.sharesMemory) return threadTransport(plan.transport?.entry ?? DEFAULT_WORKER_ENTRY);
   return plan.transport ?? DEFAULT_FORK_TRANSPORT;
 }

@@ -3,6 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isProcessAlive } from '../hardware/process-identity';
+import { weightedSum } from './weighted-sum';
+
+export { weightedSum } from './weighted-sum';
 
 /**
  * The gradient all-reduce through shared memory: a file with one slot per worker, in /dev/shm
@@ -97,27 +100,6 @@ export class ExchangeClient {
 
   close(): void {
     closeSync(this.#fd);
-  }
-}
-
-/**
- * out = Σ_r weights[r]·slots[r], summed in rank order in double precision and rounded once: the
- * same operations on every worker, so every replica gets the same bits.
- */
-export function weightedSum(slots: readonly Float32Array[], weights: readonly number[], out: Float32Array): void {
-  const n = out.length;
-  if (slots.length === 2) {
-    const a = slots[0]!;
-    const b = slots[1]!;
-    const w0 = weights[0]!;
-    const w1 = weights[1]!;
-    for (let i = 0; i < n; i++) out[i] = w0 * a[i]! + w1 * b[i]!;
-    return;
-  }
-  for (let i = 0; i < n; i++) {
-    let sum = 0;
-    for (let r = 0; r < slots.length; r++) sum += weights[r]! * slots[r]![i]!;
-    out[i] = sum;
   }
 }
 

@@ -72,8 +72,9 @@ export type Request = ToWorker extends infer M ? (M extends { seq: number } ? Om
 
 /**
  * A worker's end of its transport, whatever carries it (IPC of child_process, an Electron utility
- * process's parentPort, a worker thread's parentPort; a renderer's MessagePort next): the worker
- * code above it never asks which. Implementations for Node's transports are in worker-channels.ts.
+ * process's parentPort, a worker thread's parentPort, a hidden renderer's MessagePort): the worker
+ * code above it never asks which. Implementations for Node's transports are in worker-channels.ts,
+ * the MessagePort one (no Node import) in message-port-channel.ts.
  */
 export interface ParentChannel<In = ToWorker, Out = FromWorker> {
   /** `transfer`: buffers to move rather than copy, where the channel can (threads, MessagePorts). */

@@ -1,5 +1,5 @@
 import { QuadraError } from '../../src-shared/errors';
-import { weightedSum } from './gradient-exchange';
+import { weightedSum } from './weighted-sum';
 
 /**
  * The gradient all-reduce between worker threads, through one SharedArrayBuffer: no copy through
@@ -46,6 +46,11 @@ export function abortSharedExchange(layout: SharedExchangeLayout): void {
   Atomics.notify(header, GENERATION);
 }
 
+/** Atomics.waitAsync (ES2024; in Node ≥ 16 and Chromium), which this project's ES2023 lib does not declare. */
+interface AtomicsWithWaitAsync {
+  waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}
+
 export class SharedExchangeClient {
   readonly layout: SharedExchangeLayout;
   readonly rank: number;
@@ -67,11 +72,29 @@ export class SharedExchangeClient {
    * worker. Returns the reduce weights (rows_r / Σ rows), or null when any worker failed.
    */
   exchange(step: number, gradients: Float32Array | null, rows: number): number[] | null {
-    const { workers } = this.layout;
+    this.#arrive(step, gradients, rows);
+    this.#barrier();
+    return this.#weights();
+  }
+
+  /**
+   * exchange() for a thread that must not block (a page's main thread, where Atomics.wait throws):
+   * the same barrier, waited for with Atomics.waitAsync.
+   */
+  async exchangeAsync(step: number, gradients: Float32Array | null, rows: number): Promise<number[] | null> {
+    this.#arrive(step, gradients, rows);
+    await this.#barrierAsync();
+    return this.#weights();
+  }
+
+  #arrive(step: number, gradients: Float32Array | null, rows: number): void {
     if (gradients) this.#slots[step % 2]![this.rank]!.set(gradients);
     Atomics.store(this.#header, HEADER + 2 * this.rank, rows);
     Atomics.store(this.#header, HEADER + 2 * this.rank + 1, gradients ? 1 : 0);
-    this.#barrier();
+  }
+
+  #weights(): number[] | null {
+    const { workers } = this.layout;
     const weights: number[] = [];
     let total = 0;
     for (let r = 0; r < workers; r++) {
@@ -94,17 +117,37 @@ export class SharedExchangeClient {
 
   /** Sense-reversing barrier on the generation counter. */
   #barrier(): void {
+    const generation = this.#enterBarrier();
+    if (generation === null) return;
+    while (this.#stillWaiting(generation)) Atomics.wait(this.#header, GENERATION, generation, WAIT_SLICE_MS);
+  }
+
+  async #barrierAsync(): Promise<void> {
+    const generation = this.#enterBarrier();
+    if (generation === null) return;
+    while (this.#stillWaiting(generation)) {
+      const wait = (Atomics as unknown as AtomicsWithWaitAsync).waitAsync(this.#header, GENERATION, generation, WAIT_SLICE_MS);
+      if (wait.async) await wait.value;
+    }
+  }
+
+  /** Arrives; the last worker releases the others and gets null, the others the generation to wait out. */
+  #enterBarrier(): number | null {
     const h = this.#header;
     const generation = Atomics.load(h, GENERATION);
     if (Atomics.add(h, ARRIVED, 1) === this.layout.workers - 1) {
       Atomics.store(h, ARRIVED, 0);
       Atomics.add(h, GENERATION, 1);
       Atomics.notify(h, GENERATION);
-      return;
+      return null;
     }
-    while (Atomics.load(h, GENERATION) === generation) {
-      if (Atomics.load(h, ABORT) === 1) throw new QuadraError('INTERNAL', `worker rank ${this.rank}: the run was stopped while waiting for the other workers' gradients`);
-      Atomics.wait(h, GENERATION, generation, WAIT_SLICE_MS);
-    }
+    return generation;
+  }
+
+  #stillWaiting(generation: number): boolean {
+    const h = this.#header;
+    if (Atomics.load(h, GENERATION) !== generation) return false;
+    if (Atomics.load(h, ABORT) === 1) throw new QuadraError('INTERNAL', `worker rank ${this.rank}: the run was stopped while waiting for the other workers' gradients`);
+    return true;
   }
 }

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { BackendId } from '../../src-shared/engine-config';
 
 /**
  * How a worker is started and talked to: child_process.fork here (CLI, serve mode, tests), worker
@@ -27,6 +28,11 @@ export interface TransportFactory {
   readonly entry: string;
   /** Workers are threads of this process: gradients can go through a SharedArrayBuffer. */
   readonly sharesMemory?: boolean;
+  /**
+   * Another factory for runs on some backends (withBackendTransports): the app trains webgpu in
+   * hidden windows and everything else in utility processes. Undefined: this factory for all.
+   */
+  readonly forBackend?: (backend: BackendId | 'auto') => TransportFactory | undefined;
 }
 
 /**
@@ -53,6 +59,15 @@ export function transportFactory(
   traits: { sharesMemory?: boolean } = {},
 ): TransportFactory {
   return Object.freeze(Object.assign((options: SpawnOptions) => spawn(entry, options), { entry, ...traits }));
+}
+
+/**
+ * `base`, except for the backends named in `byBackend`, whose runs start their workers there
+ * (e.g. webgpu in Electron's hidden windows). Only a run's own backend decides, never 'auto'.
+ */
+export function withBackendTransports(base: TransportFactory, byBackend: Partial<Record<BackendId, TransportFactory>>): TransportFactory {
+  const forBackend = (backend: BackendId | 'auto') => (backend === 'auto' ? undefined : byBackend[backend]);
+  return Object.freeze(Object.assign((options: SpawnOptions) => base(options), { entry: base.entry, ...(base.sharesMemory ? { sharesMemory: true } : {}), forBackend }));
 }
 
 /** Workers as Node child processes (a TypeScript entry runs through tsx's loader). */

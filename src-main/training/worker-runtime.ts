@@ -1,15 +1,52 @@
+import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import { toErrorData, QuadraError } from '../../src-shared/errors';
-import { OscillatorEngine } from '../engine/engine';
+import type { GpuSituation } from '../engine/backends';
+import type { EngineCore } from '../engine/engine-core';
 import type { ModelKernel } from '../engine/kernel';
 import { Rng } from '../engine/random';
-import { ExchangeClient } from './gradient-exchange';
-import { SharedExchangeClient } from './shared-exchange';
+import type { ExchangeLayout } from './gradient-exchange';
+import { SharedExchangeClient, type SharedExchangeLayout } from './shared-exchange';
 import type { FromWorker, ParentChannel, ToWorker } from './protocol';
+
+// No Node import in this file or below it (type imports aside): a Chromium page bundles it too
+// (browser-worker.ts). What differs between Node and a page comes in through WorkerPlatform.
 
 /** What the worker reports about where it runs (its 'ready' reply). */
 export interface WorkerHost {
   pid: number;
   cudaVisibleDevices: string | null;
+}
+
+/** What 'init' asks the platform to build. */
+export interface WorkerEngineOptions {
+  config: EngineConfig;
+  backend: BackendId | 'auto';
+  gpu: GpuSituation;
+  rank: number;
+}
+
+/** The file exchange's worker end (gradient-exchange.ts: a /dev/shm file shared by processes). */
+export interface FileExchange {
+  write(rank: number, gradients: Float32Array): void;
+  /** Every slot's weighted sum; the array may be reused by the next call. */
+  reduce(weights: readonly number[]): Float32Array;
+  close(): void;
+}
+
+/**
+ * What the worker needs from where it runs: Node's (node-worker-platform.ts: OscillatorEngine with
+ * backend selection, the /dev/shm file exchange) or a page's (browser-worker-platform.ts: the
+ * webgpu kernel on navigator.gpu, no files).
+ */
+export interface WorkerPlatform {
+  createEngine(options: WorkerEngineOptions): Promise<EngineCore<ModelKernel>>;
+  /** Opens the coordinator's exchange file, or refuses with the reason where there are no files. */
+  openFileExchange(layout: ExchangeLayout): FileExchange;
+  /**
+   * Whether this thread may block in Atomics.wait (Node's threads and processes may; a page's main
+   * thread may not, so it waits for the shared-memory barrier with Atomics.waitAsync).
+   */
+  mayBlock: boolean;
 }
 
 /**
@@ -19,9 +56,9 @@ export interface WorkerHost {
  * applies the same AdamW update as every other replica. The kernel may answer with promises (a GPU
  * kernel's readback), so its results are awaited; the CPU kernels' answers cost one microtask each.
  */
-export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: WorkerHost): void {
-  let engine: OscillatorEngine<ModelKernel> | null = null;
-  let exchange: ExchangeClient | null = null;
+export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: WorkerHost, platform: WorkerPlatform): void {
+  let engine: EngineCore<ModelKernel> | null = null;
+  let exchange: FileExchange | null = null;
   let shared: SharedExchangeClient | null = null;
   let rank = 0;
   const batches = new Map<number, { rows: number; data: Float32Array }>();
@@ -30,7 +67,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
 
   const send = (message: FromWorker) => channel.send(message);
 
-  function requireEngine(): OscillatorEngine<ModelKernel> {
+  function requireEngine(): EngineCore<ModelKernel> {
     if (!engine) throw new QuadraError('INTERNAL', 'worker: no engine yet (init first)');
     return engine;
   }
@@ -54,10 +91,11 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
   async function handle(message: ToWorker): Promise<void> {
     switch (message.type) {
       case 'init': {
-        engine = await OscillatorEngine.createForWorker({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
+        // The exchange first: a platform that cannot take part refuses before building an engine.
+        exchange = message.exchange?.kind === 'file' ? platform.openFileExchange(message.exchange) : null;
+        shared = message.exchange?.kind === 'shared' ? openSharedExchange(message.exchange, message.rank) : null;
+        engine = await platform.createEngine({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
         rank = message.rank;
-        exchange = message.exchange?.kind === 'file' ? new ExchangeClient(message.exchange) : null;
-        shared = message.exchange?.kind === 'shared' ? new SharedExchangeClient(message.exchange, rank) : null;
         send({
           type: 'ready',
           replyTo: message.seq,
@@ -86,7 +124,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
         let applied = false;
         let exchangeMs = 0;
         if (shared) {
-          ({ loss, applied, exchangeMs } = await stepShared(e, shared, message.step, batch));
+          ({ loss, applied, exchangeMs } = await stepShared(e, shared, message.step, batch, platform.mayBlock));
         } else {
           loss = await e.computeGradients(batch.data, batch.rows);
           if (exchange) exchange.write(rank, await kernel.readGradients());
@@ -184,8 +222,9 @@ function reducesInPlace(kernel: ModelKernel): kernel is InPlaceReducer {
  * whose gradients could not be read) still arrives, with no gradients, so the others skip the
  * update instead of waiting forever.
  */
-async function stepShared(e: OscillatorEngine<ModelKernel>, client: SharedExchangeClient, step: number, batch: { rows: number; data: Float32Array }) {
+async function stepShared(e: EngineCore<ModelKernel>, client: SharedExchangeClient, step: number, batch: { rows: number; data: Float32Array }, mayBlock: boolean) {
   const kernel: ModelKernel = e.kernel;
+  const exchange = (gradients: Float32Array | null) => (mayBlock ? client.exchange(step, gradients, batch.rows) : client.exchangeAsync(step, gradients, batch.rows));
   // A kernel that reduces in place has its gradients read and written in its own memory.
   const direct = reducesInPlace(kernel) ? kernel : null;
   let loss;
@@ -196,10 +235,10 @@ async function stepShared(e: OscillatorEngine<ModelKernel>, client: SharedExchan
     start = performance.now();
     gradients = direct ? direct.gradientView() : await kernel.readGradients();
   } catch (error) {
-    client.exchange(step, null, batch.rows);
+    await exchange(null);
     throw error;
   }
-  const weights = client.exchange(step, gradients, batch.rows);
+  const weights = await exchange(gradients);
   if (!weights) return { loss, applied: false, exchangeMs: performance.now() - start };
   if (direct) {
     await direct.allReduce(client.rank, weights, client.slots(step));
@@ -211,4 +250,14 @@ async function stepShared(e: OscillatorEngine<ModelKernel>, client: SharedExchan
   const exchangeMs = performance.now() - start;
   await e.applyGradients();
   return { loss, applied: true, exchangeMs };
+}
+
+/** The threads' shared-memory exchange; a page can only have received one when it is cross-origin isolated. */
+function openSharedExchange(layout: SharedExchangeLayout, rank: number): SharedExchangeClient {
+  if (typeof SharedArrayBuffer === 'undefined' || !(layout.buffer instanceof SharedArrayBuffer)) {
+    throw new QuadraError('UNSUPPORTED', 'the shared-memory gradient exchange needs a SharedArrayBuffer, which this worker does not have (a page must be cross-origin isolated)', {
+      exchange: 'shared',
+    });
+  }
+  return new SharedExchangeClient(layout, rank);
 }

@@ -34,6 +34,15 @@ describe('import layers (DESIGN.md §2)', () => {
     expect(await importErrors('src-main/cli/x.ts', "import { a } from '../engine/engine';\nexport const b = a;")).toEqual([]);
   });
 
+  it("what the webgpu worker's page bundles imports no Node built-ins, and keeps its folder's rules", async () => {
+    expect(await importErrors('src-main/training/worker-runtime.ts', "import fs from 'node:fs';\nexport const a = fs;")).toHaveLength(1);
+    expect(await importErrors('src-main/engine/engine-core.ts', "import * as tf from '@tensorflow/tfjs';\nexport const a = tf;")).toHaveLength(1);
+    expect(await importErrors('src-main/training/browser-worker.ts', "import { a } from '../services/api';\nexport const b = a;")).toHaveLength(1);
+    expect(await importErrors('src-main/training/browser-worker.ts', "import { a } from '../engine/engine-core';\nexport const b = a;")).toEqual([]);
+    // The Node side of the same folders may.
+    expect(await importErrors('src-main/training/worker-main.ts', "import fs from 'node:fs';\nexport const a = fs;")).toEqual([]);
+  });
+
   it('the renderer imports only src-shared and its own files', async () => {
     expect(await importErrors('src-renderer/lib/x.ts', "import { a } from '../../src-main/engine/engine';\nexport const b = a;")).toHaveLength(1);
     expect(await importErrors('src-renderer/lib/x.ts', "import os from 'node:os';\nexport const b = os;")).toHaveLength(1);

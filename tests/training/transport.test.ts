@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { threadTransport } from '../../src-main/training/thread-transport';
-import { DEFAULT_WORKER_ENTRY, forkTransport, workerEntryNextTo, type TransportFactory } from '../../src-main/training/transport';
+import { DEFAULT_WORKER_ENTRY, forkTransport, transportFactory, withBackendTransports, workerEntryNextTo, type TransportFactory } from '../../src-main/training/transport';
+import { plan, runCapturing } from '../helpers/training';
 import type { FixtureReply } from '../fixtures/workers/answer-ready';
 
 const WORKER_A = fileURLToPath(new URL('../fixtures/workers/worker-a.ts', import.meta.url));
@@ -59,4 +60,20 @@ describe('transport factories carry their own worker entry', () => {
     expect(workerEntryNextTo('file:///opt/quadra/dist/electron/main.mjs')).toBe('/opt/quadra/dist/electron/worker-main.mjs');
     expect(workerEntryNextTo('file:///repo/src-main/training/transport.ts')).toBe('/repo/src-main/training/worker-main.ts');
   });
+});
+
+describe('a transport with its own factory for some backends (the app: webgpu in hidden windows)', () => {
+  it('starts a run on a named backend through that factory, and others through the base', async () => {
+    const spawned: string[] = [];
+    const counting = (name: string, base: TransportFactory) => transportFactory(base.entry, (_entry, options) => (spawned.push(name), base(options)));
+    const combined = withBackendTransports(counting('base', forkTransport()), { wasm: counting('wasm', forkTransport()) });
+    expect(combined.entry).toBe(DEFAULT_WORKER_ENTRY);
+    expect(combined.forBackend?.('webgpu')).toBeUndefined();
+    expect(combined.forBackend?.('auto')).toBeUndefined();
+    const onWasm = await runCapturing(plan({ mode: 'single', workers: 1, backend: 'wasm', transport: combined }));
+    expect(onWasm.outcome.status).toBe('completed');
+    const onCpu = await runCapturing(plan({ mode: 'single', workers: 1, backend: 'cpu', transport: combined }));
+    expect(onCpu.outcome.status).toBe('completed');
+    expect(spawned).toEqual(['wasm', 'base']);
+  }, 60_000);
 });

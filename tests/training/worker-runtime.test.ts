@@ -6,6 +6,7 @@ import type { ModelKernel } from '../../src-main/engine/kernel';
 import { Rng } from '../../src-main/engine/random';
 import type { FromWorker, ParentChannel, ToWorker } from '../../src-main/training/protocol';
 import { createSharedExchange } from '../../src-main/training/shared-exchange';
+import { NODE_WORKER_PLATFORM } from '../../src-main/training/node-worker-platform';
 import { serveWorker } from '../../src-main/training/worker-runtime';
 import { firstBitDifference } from '../helpers/engine';
 import { F, NO_GPU, SMALL } from '../helpers/training';
@@ -58,7 +59,7 @@ async function oneStep(exchange: 'none' | 'shared', onEngine?: (engine: Oscillat
   });
   try {
     const parent = memoryChannel();
-    serveWorker(parent.channel, { pid: 1234, cudaVisibleDevices: null });
+    serveWorker(parent.channel, { pid: 1234, cudaVisibleDevices: null }, NODE_WORKER_PLATFORM);
     const shared = exchange === 'shared' ? createSharedExchange(1, buildLayout(CONFIG.model).total) : null;
     const ready = await parent.request({ type: 'init', rank: 0, worldSize: 1, config: CONFIG, backend: 'simd', gpu: NO_GPU, exchange: shared });
     expect(ready).toMatchObject({ type: 'ready', pid: 1234, backend: 'simd', cudaVisibleDevices: null });
