@@ -1,4 +1,4 @@
-import { BACKEND_IDS, SPIKE_GRADIENTS, type BackendId, type EngineConfigInput } from '../../src-shared/engine-config';
+import { BACKEND_IDS, PRECISIONS, SPIKE_GRADIENTS, type BackendId, type EngineConfigInput } from '../../src-shared/engine-config';
 import type { HardwareInfo } from '../../src-shared/hardware';
 import { formatBackendReport } from '../engine/backends';
 import { OscillatorEngine } from '../engine/engine';
@@ -22,6 +22,12 @@ export const SPIKE_GRADIENT_OPTION: OptionSpec = {
   placeholder: 'MODE',
 };
 export const BATCH_OPTION: OptionSpec = { kind: 'int', description: 'batch size (default: the recommended one)', max: 65_536, placeholder: 'N' };
+export const PRECISION_OPTION: OptionSpec = {
+  kind: 'string',
+  description: "'fp32' (default) or 'mixed' (f16 matrix products with f32 accumulation and dynamic loss scaling, as torch.cuda.amp; webgpu only)",
+  choices: PRECISIONS.filter((p) => p !== 'fp16'),
+  placeholder: 'P',
+};
 export const SEED_OPTION: OptionSpec = { kind: 'int', min: 0, max: 4_294_967_295, description: 'random seed (default 42)', placeholder: 'N' };
 
 /** Model architecture options shared by the commands that build a fresh model. */

@@ -16,7 +16,7 @@ import {
 import { loadDatasetFile } from '../data/dataset-file';
 import { splitTrainValidation } from '../data/split';
 import { parseSyntheticSpec, syntheticRows } from '../data/synthetic';
-import { selectBackend, type ModelWidths } from '../engine/backends';
+import { assertPrecisionSupported, selectBackend, type ModelWidths } from '../engine/backends';
 import { decodeCheckpoint, encodeCheckpoint, readCheckpointFile, type CheckpointContents } from '../engine/checkpoint';
 import { initialFieldState } from '../engine/init';
 import { buildLayout } from '../engine/layout';
@@ -170,6 +170,7 @@ function planFor(
   ctx: ServiceContext,
   start: StartPoint | undefined,
 ): TrainingPlan {
+  assertPrecisionSupported(stored.engine.precision, backend.id);
   const split = splitTrainValidation(data.rows, stored.validationFraction, stored.engine.seed);
   const plan: TrainingPlan = {
     config: stored.engine,

@@ -179,6 +179,7 @@ describe('no ghost runs', () => {
     ['too few rows for one batch', request({ dataset: 'synthetic:20', engine: { batchSize: 64, model: SMALL } }), 'INVALID_ARGUMENT'],
     ['more simd workers than the shared exchange holds', request({ mode: 'multi-cpu', workers: 64, dataset: 'synthetic:2000', engine: { batchSize: 64, model: SMALL } }), 'INVALID_ARGUMENT'],
     ['a fractional worker count', request({ mode: 'multi-cpu', workers: 30.5 }), 'INVALID_ARGUMENT'],
+    ['mixed precision on a CPU backend', request({ engine: { batchSize: 16, model: SMALL, precision: 'mixed' } }), 'UNSUPPORTED'],
     ['an impossible model', request({ engine: { batchSize: 16, model: { ...SMALL, fieldSize: 0 } } }), 'INVALID_ARGUMENT'],
   ] as const)('%s: refused, and no run is written', async (_what, bad, code) => {
     const store = freshStore();

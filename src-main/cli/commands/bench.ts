@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { runBench } from '../../bench/bench';
 import type { CommandSpec, Parsed } from '../args';
-import { BACKEND_OPTION, BATCH_OPTION, engineFor, hardware, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom } from '../common';
+import { BACKEND_OPTION, BATCH_OPTION, engineFor, hardware, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom, PRECISION_OPTION } from '../common';
 import { formatRate, type Output } from '../output';
 import { versions } from '../../engine/versions';
 import { parseEngineConfig, type BackendId } from '../../../src-shared/engine-config';
@@ -20,6 +20,7 @@ export const benchSpec: CommandSpec = {
     repeats: { kind: 'int', description: 'timed repeats (default 5)', max: 1_000, placeholder: 'R' },
     warmup: { kind: 'int', min: 0, description: 'untimed warm-up steps (default 20)', max: 100_000, placeholder: 'N' },
     ...MODEL_OPTIONS,
+    precision: PRECISION_OPTION,
     workers: { kind: 'string', description: 'data-parallel: comma-separated worker counts to compare at the same global batch, e.g. 1,2', placeholder: 'LIST' },
     json: JSON_OPTION,
   },
@@ -30,7 +31,7 @@ export async function bench(parsed: Parsed, output: Output): Promise<number> {
   // The webgpu kernel answers asynchronously, so it is always measured in a worker (one by default).
   if (options.workers !== undefined || options.backend === 'webgpu') return benchWorkers(parsed, output);
   const batchSize = (options['batch-size'] as number | undefined) ?? 64;
-  const engine = await engineFor(options, { batchSize, model: modelConfigFrom(options) }, output);
+  const engine = await engineFor(options, { batchSize, model: modelConfigFrom(options), ...precisionFrom(options) }, output);
   const { spikeGradient, fieldSize } = engine.config.model;
   try {
     const progress = output.progress('bench');
@@ -81,7 +82,7 @@ async function benchWorkers({ options }: Parsed, output: Output): Promise<number
     });
   const hw = await hardware();
   const gpu = { gpus: hw.gpus, nvidiaSmi: hw.nvidiaSmi };
-  const config = parseEngineConfig({ batchSize: (options['batch-size'] as number | undefined) ?? 64, model: modelConfigFrom(options) });
+  const config = parseEngineConfig({ batchSize: (options['batch-size'] as number | undefined) ?? 64, model: modelConfigFrom(options), ...precisionFrom(options) });
   const selection = await selectBackend((options.backend as BackendId | 'auto' | undefined) ?? 'auto', gpu, config.model);
   const results: ParallelBenchResult[] = [];
   for (const workers of counts) {
@@ -103,6 +104,7 @@ async function benchWorkers({ options }: Parsed, output: Output): Promise<number
   const base = results[0]!.trainSamplesPerSec.median;
   const summary = {
     backend: selection.id,
+    precision: config.precision,
     batchSize: config.batchSize,
     spikeGradient: config.model.spikeGradient,
     results: results.map((r) => ({ ...r, speedup: r.trainSamplesPerSec.median / base })),
@@ -112,10 +114,14 @@ async function benchWorkers({ options }: Parsed, output: Output): Promise<number
   if (output.json) {
     output.out(JSON.stringify(summary));
   } else {
-    output.out(`backend ${selection.id}, global batch ${config.batchSize}, spike gradient ${config.model.spikeGradient}`);
+    output.out(`backend ${selection.id}, ${config.precision}, global batch ${config.batchSize}, spike gradient ${config.model.spikeGradient}`);
     for (const r of summary.results) {
       output.out(`${String(r.workers).padStart(2)} worker${r.workers > 1 ? 's' : ' '}  ${formatRate(r.trainSamplesPerSec.median)} (min ${Math.round(r.trainSamplesPerSec.min)}, max ${Math.round(r.trainSamplesPerSec.max)})  ×${r.speedup.toFixed(2)}`);
     }
   }
   return 0;
+}
+
+function precisionFrom(options: Parsed['options']): { precision?: 'fp32' | 'mixed' } {
+  return options.precision === undefined ? {} : { precision: options.precision as 'fp32' | 'mixed' };
 }

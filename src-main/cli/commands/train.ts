@@ -4,7 +4,7 @@ import { getOptimalConfig } from '../../engine/auto-config';
 import { resumeTraining, startTraining, type ServiceContext, type TrainingResult } from '../../services/training-service';
 import type { TrainingRun } from '../../training/coordinator';
 import { UsageError, type CommandSpec, type Parsed } from '../args';
-import { BACKEND_OPTION, BATCH_OPTION, DB_OPTION, hardware, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom, openCliStore, SEED_OPTION } from '../common';
+import { BACKEND_OPTION, BATCH_OPTION, DB_OPTION, hardware, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom, openCliStore, PRECISION_OPTION, SEED_OPTION } from '../common';
 import { formatRate, type Output } from '../output';
 
 export const trainSpec: CommandSpec = {
@@ -34,6 +34,7 @@ export const trainSpec: CommandSpec = {
     'learning-rate': { kind: 'number', min: 0, max: 10, description: 'AdamW learning rate (default 0.001)', placeholder: 'LR' },
     ...MODEL_OPTIONS,
     seed: SEED_OPTION,
+    precision: PRECISION_OPTION,
     backend: BACKEND_OPTION,
     db: DB_OPTION,
     json: JSON_OPTION,
@@ -70,6 +71,7 @@ export async function train({ options }: Parsed, output: Output): Promise<number
         batchSize: (options['batch-size'] as number | undefined) ?? getOptimalConfig(hw).batchSize,
         model: modelConfigFrom(options),
         ...(options.seed === undefined ? {} : { seed: options.seed as number }),
+        ...(options.precision === undefined ? {} : { precision: options.precision as 'fp32' | 'mixed' }),
         ...(options['learning-rate'] === undefined ? {} : { optimizer: { learningRate: options['learning-rate'] as number } }),
       },
       ...(options.workers === undefined ? {} : { workers: options.workers as number }),

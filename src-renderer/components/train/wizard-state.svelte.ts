@@ -44,6 +44,7 @@ type Field =
   | 'spikingSteps'
   | 'dropout'
   | 'backend'
+  | 'precision'
   | 'mode'
   | 'workers'
   | 'batchSize'
@@ -56,7 +57,7 @@ type Field =
 const FIELDS_BY_STEP: Record<StepId, readonly Field[]> = {
   data: ['syntheticRows', 'dataset', 'file', 'importName'],
   model: ['fieldSize', 'hiddenSize', 'spikingHiddenSize', 'spikingSteps', 'dropout'],
-  hardware: ['backend', 'mode', 'workers', 'batchSize'],
+  hardware: ['backend', 'precision', 'mode', 'workers', 'batchSize'],
   schedule: ['epochs', 'checkpointEveryEpochs', 'keepLastCheckpoints', 'validationFraction', 'runName'],
   review: [],
 };
@@ -90,6 +91,8 @@ export class TrainWizard {
   spikeGradient = $state<SpikeGradient>('surrogate');
 
   backend = $state<'auto' | BackendId>('auto');
+  /** 'mixed': f16 matrix products with f32 accumulation and loss scaling (webgpu only). */
+  precision = $state<'fp32' | 'mixed'>('fp32');
   mode = $state<RunMode>('single');
   workers = $state<number | null>(1);
   batchSize = $state<number | null>(64);
@@ -206,6 +209,10 @@ export class TrainWizard {
       backend:
         this.backend !== 'auto' && report && !report.backends.some((b) => b.id === this.backend && b.available)
           ? `the ${this.backend} backend is not available on this machine`
+          : null,
+      precision:
+        this.precision === 'mixed' && this.backend !== 'webgpu'
+          ? 'mixed precision runs on the webgpu backend only: choose webgpu above, or fp32'
           : null,
       mode:
         this.mode === 'multi-gpu' && report && this.gpuCount === 0
@@ -340,6 +347,7 @@ export class TrainWizard {
       backend: this.backend,
       engine: {
         batchSize: n(this.batchSize),
+        precision: this.precision,
         model: {
           fieldSize: n(this.fieldSize),
           hiddenSize: n(this.hiddenSize),
