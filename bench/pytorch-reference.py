@@ -14,6 +14,13 @@ Run (from the repo root; use Debian's Python, which has torch):
     /usr/bin/python3 bench/pytorch-reference.py
     /usr/bin/python3 bench/pytorch-reference.py --batch-size 256 --spike-gradient none --json
 
+On an NVIDIA GPU (any torch built with CUDA; the GPU benchmark bundle's run.sh does this):
+    python3 bench/pytorch-reference.py --device cuda --batch-size 1024
+    python3 bench/pytorch-reference.py --device cuda --amp --batch-size 1024
+--amp runs the forward under torch.autocast(device_type="cuda", dtype=torch.float16) with a
+GradScaler, as the original project's benchmark() trains on CUDA. Timing on CUDA synchronises
+before and after each timed loop, so queued kernels are counted.
+
 Debian's torch is built with BLAS_INFO=generic: it calls whatever
 libblas.so.3 the alternatives system points at (reference BLAS, or OpenBLAS
 once libopenblas0-pthread is installed). The header line says which one ran.
@@ -89,9 +96,10 @@ class SpikingNetwork(nn.Module):
 
     def forward(self, x):
         batch = x.shape[0]
-        mem1 = torch.zeros(batch, self.fc1.out_features)
-        mem2 = torch.zeros(batch, self.fc2.out_features)
-        mem3 = torch.zeros(batch, self.fc3.out_features)
+        # float32 zeros on x's device (also under autocast, where x stays float32).
+        mem1 = x.new_zeros(batch, self.fc1.out_features)
+        mem2 = x.new_zeros(batch, self.fc2.out_features)
+        mem3 = x.new_zeros(batch, self.fc3.out_features)
         # x is the same every step, so fc1(x) once (as DESIGN.md and our engine do);
         # the make_fixtures.py margin diagnostics are left out, they are not the model.
         drive1 = self.fc1(x)
@@ -128,22 +136,44 @@ def make_optimisers(model):
             torch.optim.AdamW(model.spike_network.parameters(), **ADAMW))
 
 
-def train_step(model, optimisers, x):
+def train_step(model, optimisers, x, scaler=None):
     model.train()
     for opt in optimisers:
         # set_to_none, so in 'none' mode the spiking parameters keep grad None and are not stepped.
         opt.zero_grad(set_to_none=True)
-    loss = compute_loss(model, x)
-    loss.backward()
+    if scaler is None:
+        loss = compute_loss(model, x)
+        loss.backward()
+        for opt in optimisers:
+            opt.step()
+        return loss
+    # --amp: float16 autocast forward, scaled backward, unscaled (inf-checked) optimiser steps.
+    with torch.autocast(device_type="cuda", dtype=torch.float16):
+        loss = compute_loss(model, x)
+    scaler.scale(loss).backward()
     for opt in optimisers:
-        opt.step()
+        # GradScaler.step refuses an optimiser with no gradient at all ('none' mode's spiking one).
+        if any(p.grad is not None for group in opt.param_groups for p in group["params"]):
+            scaler.step(opt)
+    scaler.update()
     return loss
 
 
-def process_batch(model, x):
+def process_batch(model, x, amp=False):
     model.eval()
     with torch.no_grad():
-        return compute_loss(model, x)
+        if not amp:
+            return compute_loss(model, x)
+        with torch.autocast(device_type="cuda", dtype=torch.float16):
+            return compute_loss(model, x)
+
+
+def make_grad_scaler():
+    """torch.amp.GradScaler("cuda") where it exists (2.3+), else torch.cuda.amp.GradScaler (1.x)."""
+    amp = getattr(torch, "amp", None)
+    if amp is not None and hasattr(amp, "GradScaler"):
+        return amp.GradScaler("cuda")
+    return torch.cuda.amp.GradScaler()
 
 
 # ---- measurement -------------------------------------------------------------
@@ -151,26 +181,34 @@ def spread(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def time_per_call(fn, iterations):
-    """Mean wall time of one call, in ms."""
+def time_per_call(fn, iterations, synchronize=None):
+    """Mean wall time of one call, in ms (on CUDA: from an idle GPU until the last kernel ends)."""
+    if synchronize:
+        synchronize()
     start = time.perf_counter()
     for _ in range(iterations):
         fn()
+    if synchronize:
+        synchronize()
     return (time.perf_counter() - start) * 1000 / iterations
 
 
 def run_bench(args):
+    device = torch.device(args.device)
     torch.manual_seed(MODEL_SEED)
-    model = Model(args.field_size, args.spike_gradient)
+    # Built on the CPU (same initial weights and batch on every device), then moved.
+    model = Model(args.field_size, args.spike_gradient).to(device)
     optimisers = make_optimisers(model)
     generator = torch.Generator().manual_seed(BATCH_SEED)
-    batch = torch.randn(args.batch_size, args.field_size, generator=generator)
+    batch = torch.randn(args.batch_size, args.field_size, generator=generator).to(device)
+    scaler = make_grad_scaler() if args.amp else None
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else None
 
     def train():
-        train_step(model, optimisers, batch)
+        train_step(model, optimisers, batch, scaler)
 
     def forward():
-        process_batch(model, batch)
+        process_batch(model, batch, args.amp)
 
     # Same warm-up as ours: one processBatch and one trainStep per warm-up step.
     for _ in range(args.warmup):
@@ -178,8 +216,8 @@ def run_bench(args):
         train()
     train_ms, forward_ms = [], []
     for _ in range(args.repeats):
-        train_ms.append(time_per_call(train, args.iterations))
-        forward_ms.append(time_per_call(forward, args.iterations))
+        train_ms.append(time_per_call(train, args.iterations, synchronize))
+        forward_ms.append(time_per_call(forward, args.iterations, synchronize))
 
     def per_sec(ms):
         return spread([args.batch_size * 1000 / m for m in ms])
@@ -254,7 +292,7 @@ def whole_number(minimum, maximum):
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="PyTorch reference for `npx quadra bench`: trainStep and processBatch "
-                    "throughput of the Quadra Matrix model on the CPU.")
+                    "throughput of the Quadra Matrix model on the CPU (or a CUDA GPU with --device cuda).")
     parser.add_argument("--batch-size", type=whole_number(1, 1_000_000), default=64, metavar="N",
                         help="rows per batch (default 64)")
     parser.add_argument("--spike-gradient", choices=("surrogate", "none"), default="surrogate",
@@ -269,8 +307,18 @@ def parse_args(argv):
                         help="intra-op, inter-op and BLAS threads (default 1)")
     parser.add_argument("--field-size", type=whole_number(1, 100_000), default=100, metavar="F",
                         help="field size F (default 100)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the model runs (default cpu)")
+    parser.add_argument("--amp", action="store_true",
+                        help="CUDA only: float16 autocast and a GradScaler (mixed precision)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.amp and args.device != "cuda":
+        parser.error("--amp needs --device cuda (it is torch.autocast float16 on CUDA)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device cuda: torch {torch.__version__} sees no CUDA GPU "
+                     f"(built with CUDA {torch.version.cuda}; torch.cuda.is_available() is False)")
+    return args
 
 
 def format_line(label, rate, ms, unit):
@@ -284,6 +332,17 @@ def main(argv=None):
     torch.set_num_interop_threads(args.threads)
     blas = configure_blas(args.threads)
     result = run_bench(args)
+    # Extra keys on CUDA only, so the CPU output stays exactly as it was.
+    cuda = {}
+    if args.device == "cuda":
+        cuda = {
+            "device": "cuda",
+            "gpu": torch.cuda.get_device_name(),
+            "cuda": torch.version.cuda,
+            "precision": "mixed" if args.amp else "fp32",
+            "amp": args.amp,
+            "tf32Matmul": torch.backends.cuda.matmul.allow_tf32,
+        }
     summary = {
         "torch": torch.__version__,
         "blas": blas,
@@ -296,9 +355,17 @@ def main(argv=None):
         "warmup": args.warmup,
         **result,
         "cpu": cpu_model(),
+        **cuda,
     }
     if args.json:
         print(json.dumps(summary))
+    elif cuda:
+        print(f"torch {summary['torch']}, CUDA {cuda['cuda']} on {cuda['gpu']}, "
+              f"{'AMP float16' if args.amp else 'float32'}, batch {args.batch_size}, "
+              f"field {args.field_size}, spike gradient {args.spike_gradient}, "
+              f"{args.repeats} × {args.iterations} steps")
+        print(format_line("trainStep", result["trainSamplesPerSec"], result["msPerTrainStep"], "step"))
+        print(format_line("processBatch", result["forwardSamplesPerSec"], result["msPerForward"], "batch"))
     else:
         print(f"torch {summary['torch']}, {args.threads} thread(s), batch {args.batch_size}, "
               f"field {args.field_size}, spike gradient {args.spike_gradient}, "
