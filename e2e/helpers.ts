@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 
 /** Shared by the browser tests: a real `quadra serve` and Debian's headless Chromium (never a downloaded browser). */
 export const ROOT = path.resolve(__dirname, '..');
@@ -49,4 +49,26 @@ export function launchChromium(extraArgs: readonly string[] = []): Promise<Brows
 /** Runs a `quadra` command against a database, e.g. to seed runs. */
 export function quadraCli(args: string[], db: string): void {
   execFileSync(process.execPath, [QUADRA, ...args, '--db', db], { cwd: ROOT, stdio: 'ignore' });
+}
+
+/** Starts a run in the page's own server, over a second WebSocket like the app's client uses. */
+export function startRun(page: Page, request: Record<string, unknown>): Promise<{ runId: number }> {
+  return page.evaluate(
+    (body) =>
+      new Promise<{ runId: number }>((resolve, reject) => {
+        // Runs in the page: its own origin, so the server's Origin check passes.
+        const { host } = (globalThis as unknown as { location: { host: string } }).location;
+        const ws = new WebSocket(`ws://${host}/api`);
+        ws.onopen = () => ws.send(JSON.stringify({ id: 1, method: 'startRun', request: body }));
+        ws.onerror = () => reject(new Error('WebSocket failed'));
+        ws.onmessage = (event) => {
+          const message = JSON.parse(String(event.data)) as { id?: number; result?: { ok: boolean; value?: { runId: number }; error?: { message: string } } };
+          if (message.id !== 1 || !message.result) return;
+          ws.close();
+          if (message.result.ok) resolve(message.result.value!);
+          else reject(new Error(message.result.error?.message));
+        };
+      }),
+    request,
+  );
 }

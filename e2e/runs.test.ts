@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
-import { launchChromium, quadraCli, startServe, uiSkipReason } from './helpers';
+import { launchChromium, quadraCli, startRun, startServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -29,27 +29,6 @@ async function openRuns(): Promise<Page> {
   return page;
 }
 
-/** Starts a run in the page's own server, over a second WebSocket like the app's client uses. */
-function startRun(page: Page, request: Record<string, unknown>): Promise<{ runId: number }> {
-  return page.evaluate(
-    (body) =>
-      new Promise<{ runId: number }>((resolve, reject) => {
-        // Runs in the page: its own origin, so the server's Origin check passes.
-        const { host } = (globalThis as unknown as { location: { host: string } }).location;
-        const ws = new WebSocket(`ws://${host}/api`);
-        ws.onopen = () => ws.send(JSON.stringify({ id: 1, method: 'startRun', request: body }));
-        ws.onerror = () => reject(new Error('WebSocket failed'));
-        ws.onmessage = (event) => {
-          const message = JSON.parse(String(event.data)) as { id?: number; result?: { ok: boolean; value?: { runId: number }; error?: { message: string } } };
-          if (message.id !== 1 || !message.result) return;
-          ws.close();
-          if (message.result.ok) resolve(message.result.value!);
-          else reject(new Error(message.result.error?.message));
-        };
-      }),
-    request,
-  );
-}
 
 describe.skipIf(why !== null)(`the Runs view in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
   beforeAll(async () => {

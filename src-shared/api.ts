@@ -54,6 +54,7 @@ export const API_REQUESTS = {
     workerCounts: z.array(z.number().int().min(1).max(64)).min(1),
     batchSizes: z.array(z.number().int().min(1).max(65_536)).min(1),
     spikeGradient: z.enum(SPIKE_GRADIENTS).optional(),
+    precision: z.enum(['fp32', 'mixed']).optional(),
     warmup: z.number().int().min(0).max(10_000).optional(),
     iterations: z.number().int().min(1).max(100_000).optional(),
     repeats: z.number().int().min(1).max(100).optional(),
@@ -119,7 +120,7 @@ export const API_METHODS_MATCH: SameKeys<WorkstationApi, typeof API_REQUESTS> = 
 /** Events pushed to every client, named like VS Code's onDidX. Payloads are plain data. */
 export interface WorkstationEvents {
   /** Live training progress, 2–10 a second per running run. */
-  onDidProgress: { runId: number; step: number; epoch: number; stepInEpoch: number; stepsPerEpoch: number; trainLoss: number | null; validationLoss: number | null; samplesPerSec: number | null; paused: boolean; workers: Array<{ rank: number; pid: number | undefined; rssBytes: number | null; tensors: number | null; tensorBytes: number | null }> };
+  onDidProgress: { runId: number; step: number; epoch: number; stepInEpoch: number; stepsPerEpoch: number; trainLoss: number | null; validationLoss: number | null; samplesPerSec: number | null; paused: boolean; workers: Array<{ rank: number; pid: number | undefined; rssBytes: number | null; tensors: number | null; tensorBytes: number | null; gpuBytes: number | null }>; lossScale: number | null; skippedSteps: number | null };
   /** A run changed status or summary. */
   onDidChangeRun: RunRecord;
   /** One monitor tick. */

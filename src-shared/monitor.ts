@@ -54,4 +54,17 @@ export interface MonitorSample {
   gpus: GpuSample[];
   processes: GpuProcessSample[];
   gpuStatus: GpuMonitorStatus;
+  /**
+   * What this workstation's own GPU workers hold in their GPU buffers (webgpu), from the workers
+   * themselves: on any vendor's GPU, whether or not nvidia-smi is there.
+   */
+  ourGpuWorkers?: OurGpuWorker[];
+}
+
+export interface OurGpuWorker {
+  runId: number;
+  rank: number;
+  pid: number | null;
+  backend: string;
+  gpuBytes: number;
 }

@@ -71,6 +71,9 @@ export interface MetricPoint {
   gpuMemoryMiB: number | null;
   cpuPercent: number | null;
   rssBytes: number | null;
+  /** Mixed precision only (absent otherwise): the dynamic loss scale, and the steps skipped for overflow so far. */
+  lossScale?: number;
+  skippedSteps?: number;
 }
 
 /** A checkpoint's description; its safetensors bytes are read separately. */

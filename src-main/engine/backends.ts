@@ -274,7 +274,7 @@ async function activate(id: BackendId): Promise<void> {
 async function capabilities(id: BackendId): Promise<BackendCapabilities> {
   const simd = id === 'simd' ? true : id === 'wasm' ? Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) : id === 'webgpu' ? false : null;
   const threads = id === 'tensorflow' || id === 'tensorflow-gpu' ? os.availableParallelism() : 1;
-  return { precisions: ['fp32'], precisionNote: PRECISION_NOTE, simd, threads };
+  return { precisions: id === 'webgpu' ? ['fp32', 'mixed'] : ['fp32'], precisionNote: PRECISION_NOTE, simd, threads };
 }
 
 /** Only for tests that switch backends inside one process. */

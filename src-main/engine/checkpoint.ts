@@ -3,7 +3,7 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelConfigSchema, parseEngineConfig, type EngineConfig, type ModelConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
-import type { OptimizerState } from './kernel';
+import type { LossScalerState, OptimizerState } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
 import { decodePthCheckpoint, isLegacyTorchSave, isZip } from './pth/pth-checkpoint';
 import { parseSafetensors, serializeSafetensors, type SafetensorsTensor, type TensorToWrite } from './safetensors';
@@ -30,6 +30,8 @@ export interface CheckpointContents {
   optimizer: OptimizerState | null;
   fieldState: Float32Array | null;
   step: number | null;
+  /** A mixed-precision run's loss scaler, when the file carries one. */
+  lossScaler?: LossScalerState | null;
   /** Where it came from: one of ours, a PyTorch state_dict in safetensors, or the original project's .pth. */
   origin: 'quadra' | 'pytorch' | 'pth';
   /** The full engine config when the file carries one (ours do). */
@@ -51,6 +53,8 @@ export interface EncodableState {
   fieldState: Float32Array;
   step: number;
   backend?: string;
+  /** Mixed precision: the loss scaler (scale, growth tracker, skipped steps), kept in __metadata__. */
+  lossScaler?: LossScalerState | null;
 }
 
 export function encodeCheckpoint(state: EncodableState, options: EncodeOptions = {}): Uint8Array {
@@ -82,6 +86,7 @@ export function encodeCheckpoint(state: EncodableState, options: EncodeOptions =
       ? { optimizer_field_step: String(state.optimizer.fieldStep), optimizer_spike_step: String(state.optimizer.spikeStep) }
       : {}),
     ...(state.backend ? { backend: state.backend } : {}),
+    ...(state.lossScaler && includeOptimizer ? { loss_scaler: JSON.stringify(state.lossScaler) } : {}),
     ...options.extraMetadata,
   };
   return serializeSafetensors(tensors, metadata, { dtype });
@@ -155,6 +160,7 @@ export function decodeCheckpoint(bytes: Uint8Array, fileLabel: string, expected?
     optimizer,
     fieldState,
     step: metadata.step !== undefined ? stepFromMetadata(metadata, 'step', fileLabel) : null,
+    lossScaler: lossScalerFromMetadata(metadata.loss_scaler, fileLabel),
     origin: ours ? 'quadra' : 'pytorch',
     engineConfig,
     metadata,
@@ -327,4 +333,24 @@ function stepFromMetadata(metadata: Record<string, string>, key: string, fileLab
 function firstNegative(values: Float32Array): number {
   for (let i = 0; i < values.length; i++) if (values[i]! < 0) return i;
   return -1;
+}
+
+/** The loss scaler a mixed-precision run saved, checked: a positive finite scale, whole counts. */
+function lossScalerFromMetadata(text: string | undefined, fileLabel: string): LossScalerState | null {
+  if (text === undefined) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = null;
+  }
+  const v = value as Partial<LossScalerState> | null;
+  const whole = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (!v || typeof v.scale !== 'number' || !Number.isFinite(v.scale) || v.scale <= 0 || !whole(v.growthTracker) || !whole(v.skippedSteps)) {
+    throw new QuadraError('INVALID_FILE', `${fileLabel}: __metadata__.loss_scaler is "${text.slice(0, 80)}", expected { scale > 0, growthTracker ≥ 0, skippedSteps ≥ 0 }`, {
+      file: fileLabel,
+      field: 'loss_scaler',
+    });
+  }
+  return { scale: v.scale, growthTracker: v.growthTracker!, skippedSteps: v.skippedSteps! };
 }

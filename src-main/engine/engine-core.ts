@@ -2,7 +2,7 @@ import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { BackendSelection } from './backends';
 import { initialFieldState } from './init';
-import type { ForwardResult, LossParts, MaybePromise, ModelKernel, OptimizerState, SyncModelKernel } from './kernel';
+import type { ForwardResult, LossParts, LossScalerState, MaybePromise, ModelKernel, OptimizerState, SyncModelKernel } from './kernel';
 import type { ParamLayout } from './layout';
 import { Rng } from './random';
 
@@ -41,6 +41,8 @@ export interface EngineState {
   optimizer: OptimizerState;
   fieldState: Float32Array;
   step: number;
+  /** Mixed precision: the loss scaler, continued on resume. */
+  lossScaler?: LossScalerState | null;
 }
 
 export interface MemoryStats {
@@ -162,8 +164,11 @@ export class EngineCore<K extends ModelKernel = SyncModelKernel> {
   getState(): Answer<K, EngineState> {
     const fieldState = Float32Array.from(this.#fieldState);
     const step = this.#step;
-    return after(this.#kernel.getParameters(), (parameters) =>
-      after(this.#kernel.getOptimizerState(), (optimizer) => ({ parameters, optimizer, fieldState, step })),
+    const kernel = this.#kernel;
+    return after(kernel.getParameters(), (parameters) =>
+      after(kernel.getOptimizerState(), (optimizer) =>
+        after(kernel.scalerState ? kernel.scalerState() : null, (lossScaler) => ({ parameters, optimizer, fieldState, step, ...(lossScaler ? { lossScaler } : {}) })),
+      ),
     ) as Answer<K, EngineState>;
   }
 
@@ -187,8 +192,12 @@ export class EngineCore<K extends ModelKernel = SyncModelKernel> {
     }
     if (state.fieldState) this.#fieldState = Float32Array.from(state.fieldState);
     if (state.step !== undefined) this.#step = state.step;
-    return after(state.parameters ? this.#kernel.setParameters(state.parameters) : undefined, () =>
-      state.optimizer ? this.#kernel.setOptimizerState(state.optimizer) : undefined,
+    const kernel = this.#kernel;
+    return after(state.parameters ? kernel.setParameters(state.parameters) : undefined, () =>
+      after(state.optimizer ? kernel.setOptimizerState(state.optimizer) : undefined, () =>
+        // A scaler restores only onto a mixed-precision kernel; an fp32 one has none to continue.
+        state.lossScaler && kernel.setScalerState && kernel.precision === 'mixed' ? kernel.setScalerState(state.lossScaler) : undefined,
+      ),
     ) as Answer<K, void>;
   }
 

@@ -65,7 +65,7 @@ export class OscillatorEngine<K extends ModelKernel = SyncModelKernel> extends E
     const { nodeGpuDevice } = await import('./webgpu-node');
     const device = await nodeGpuDevice();
     if (!device) throw new QuadraError('BACKEND_UNAVAILABLE', 'webgpu: no WebGPU adapter found');
-    const kernel = await createWebGpuKernel(device, config.model, layout, parameters, { capacity: config.batchSize });
+    const kernel = await createWebGpuKernel(device, config.model, layout, parameters, { capacity: config.batchSize, precision: config.precision === 'mixed' ? 'mixed' : 'fp32' });
     return new OscillatorEngine<ModelKernel>(config, backend, kernel, options.rank ?? 0);
   }
 

@@ -24,6 +24,17 @@ export interface OptimizerState {
   spikeStep: number;
 }
 
+/**
+ * A mixed-precision kernel's dynamic loss scaler (GradScaler.state_dict's scale and growth tracker),
+ * with the count of steps skipped for overflow: saved in checkpoints so a resume continues it.
+ */
+export interface LossScalerState {
+  scale: number;
+  /** Steps in a row without overflow since the scale last changed. */
+  growthTracker: number;
+  skippedSteps: number;
+}
+
 export interface KernelMemory {
   tensors: number;
   bytes: number;
@@ -77,6 +88,11 @@ export interface ModelKernel {
   setOptimizerState(state: OptimizerState): MaybePromise<void>;
   memory(): KernelMemory;
   dispose(): void;
+  /** 'mixed' for a kernel that computes matrix products in f16 (webgpu); CPU kernels are fp32. */
+  readonly precision?: 'fp32' | 'mixed';
+  /** Mixed precision only: the loss scaler's state (null for an fp32 kernel). */
+  scalerState?(): MaybePromise<LossScalerState | null>;
+  setScalerState?(state: LossScalerState): MaybePromise<void>;
   /** With capabilities.allReducesInPlace: the pending gradients in place (no copy), to copy into an all-reduce slot. */
   gradientView?(): Float32Array;
   /**

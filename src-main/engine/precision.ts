@@ -5,10 +5,19 @@ import { QuadraError } from '../../src-shared/errors';
 export const PRECISION_NOTE =
   'TensorFlow.js computes in float32 only: fp16 and mixed precision are not available on any current tfjs backend';
 
-/** Refuses fp16/mixed with the reason: tfjs has no reduced-precision compute, our WGSL kernels none yet. */
+/**
+ * Refuses what a backend cannot compute, with the reason: 'mixed' (f16 matrix products, f32
+ * accumulation, loss scaling) runs on webgpu only; pure 'fp16' training nowhere.
+ */
 export function assertPrecisionSupported(precision: Precision, backend: BackendId): void {
+  if (precision === 'mixed' && backend === 'webgpu') return;
   if (precision !== 'fp32') {
-    const why = backend === 'webgpu' ? 'the fused WGSL kernels compute in float32 for now (mixed precision is not built yet)' : PRECISION_NOTE;
+    const why =
+      backend === 'webgpu'
+        ? "pure f16 training loses too much: use 'mixed' (f16 products, f32 master weights and loss scaling)"
+        : backend === 'simd'
+          ? 'the fused WebAssembly kernel computes in float32 (WebAssembly has no f16 arithmetic); mixed precision runs on the webgpu backend'
+          : `${PRECISION_NOTE}; mixed precision runs on the webgpu backend`;
     throw new QuadraError('UNSUPPORTED', `precision '${precision}' is not available on backend '${backend}': ${why}. Use fp32.`, {
       field: 'precision',
     });

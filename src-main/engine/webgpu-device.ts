@@ -5,10 +5,14 @@
  * (webgpu-node.ts) and a Chromium page's navigator.gpu (the browser worker) alike.
  */
 
-/** A device on the adapter with its largest buffer limits, so big batches fit. */
+/**
+ * A device on the adapter with its largest buffer limits, so big batches fit, and native f16
+ * arithmetic ('shader-f16') where the adapter has it, for mixed precision.
+ */
 export function requestLargestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
   const { maxStorageBufferBindingSize, maxBufferSize } = adapter.limits;
-  return adapter.requestDevice({ label: 'quadra', requiredLimits: { maxStorageBufferBindingSize, maxBufferSize } });
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has('shader-f16') ? ['shader-f16'] : [];
+  return adapter.requestDevice({ label: 'quadra', requiredLimits: { maxStorageBufferBindingSize, maxBufferSize }, requiredFeatures });
 }
 
 /** A software rasteriser (SwiftShader, llvmpipe, lavapipe, WARP) rather than a GPU. */

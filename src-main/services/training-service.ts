@@ -134,7 +134,7 @@ export async function resumeTraining(runId: number, ctx: ServiceContext, fromChe
   const dataset = await resolveDataset(ctx.store, resumeDatasetOf(runId, run, stored), stored.engine);
   const resolved = await resolveBackend(run.mode, run.backend, ctx.hardware, stored.engine.model, run.workers);
   const start = {
-    state: { parameters: contents.parameters, optimizer: contents.optimizer, fieldState: contents.fieldState, step: contents.step },
+    state: { parameters: contents.parameters, optimizer: contents.optimizer, fieldState: contents.fieldState, step: contents.step, lossScaler: contents.lossScaler ?? null },
     epoch: resumeEpoch,
     stepInEpoch: resumeStep,
   };
@@ -235,6 +235,7 @@ function warmStartState(contents: CheckpointContents, engine: EngineConfig, rese
     optimizer: keep ? contents.optimizer! : { m: new Float32Array(total), v: new Float32Array(total), fieldStep: 0, spikeStep: 0 },
     fieldState: contents.fieldState ?? initialFieldState(engine.model.fieldSize, engine.seed),
     step: keep ? (contents.step ?? 0) : 0,
+    lossScaler: keep ? (contents.lossScaler ?? null) : null,
   };
 }
 
@@ -271,6 +272,8 @@ async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPl
       if (snapshot.step === lastRecordedStep || snapshot.step === 0) return;
       lastRecordedStep = snapshot.step;
       const rss = snapshot.workers.reduce((sum, w) => sum + (w.memory?.rssBytes ?? 0), 0);
+      // What our webgpu buffers hold on the GPU, all workers together.
+      const gpuBytes = snapshot.workers.reduce((sum, w) => sum + (w.memory?.gpuBytes ?? 0), 0);
       record(() =>
         store.metrics.append([
           {
@@ -281,9 +284,11 @@ async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPl
             trainLoss: finiteOrNull(snapshot.trainLoss),
             validationLoss: finiteOrNull(snapshot.validationLoss),
             samplesPerSec: finiteOrNull(snapshot.samplesPerSec),
-            gpuMemoryMiB: null,
+            gpuMemoryMiB: gpuBytes > 0 ? gpuBytes / 2 ** 20 : null,
             cpuPercent: cpu.percent(),
             rssBytes: rss > 0 ? rss : null,
+            ...(snapshot.lossScale === null ? {} : { lossScale: snapshot.lossScale }),
+            ...(snapshot.skippedSteps === null ? {} : { skippedSteps: snapshot.skippedSteps }),
           },
         ]),
       );

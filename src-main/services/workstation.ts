@@ -7,7 +7,7 @@ import type { ApiEvent, ApiRequest, DatasetPreview, ExportedFile, HardwareReport
 import { BACKEND_IDS, parseEngineConfig, type BackendId } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
-import type { MonitorSample } from '../../src-shared/monitor';
+import type { MonitorSample, OurGpuWorker } from '../../src-shared/monitor';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from '../../src-shared/records';
 import { runParallelBench } from '../bench/parallel-bench';
 import { loadDatasetFile, previewDataset } from '../data/dataset-file';
@@ -203,7 +203,7 @@ export class WorkstationService implements WorkstationApi {
     void (async () => {
       for (const [index, c] of configurations.entries()) {
         emit('onDidProgressBenchmark', { suiteId: suite.id, done: index, total: configurations.length, label: `${c.backend} × ${c.workers}, batch ${c.batchSize}` });
-        const config = parseEngineConfig({ batchSize: c.batchSize, model: { spikeGradient: request.spikeGradient ?? 'surrogate' } });
+        const config = parseEngineConfig({ batchSize: c.batchSize, precision: request.precision ?? 'fp32', model: { spikeGradient: request.spikeGradient ?? 'surrogate' } });
         const result = await runParallelBench({
           config,
           workers: c.workers,
@@ -226,7 +226,7 @@ export class WorkstationService implements WorkstationApi {
             spikeGradient: config.model.spikeGradient,
             trainSamplesPerSec: result.trainSamplesPerSec,
             forwardSamplesPerSec: result.forwardSamplesPerSec,
-            fingerprint: { ...fingerprint, backend: c.backend },
+            fingerprint: { ...fingerprint, backend: c.backend, precision: config.precision },
           });
         }
       }
@@ -247,7 +247,7 @@ export class WorkstationService implements WorkstationApi {
     const monitor = this.#deps.monitor;
     if (!monitor) throw new QuadraError('UNSUPPORTED', 'this workstation was started without a hardware monitor');
     if (request.enabled && !this.#stopMonitor) {
-      const unsubscribe = monitor.onSample((sample) => this.#deps.emit('onDidSampleMonitor', sample));
+      const unsubscribe = monitor.onSample((sample) => this.#deps.emit('onDidSampleMonitor', { ...sample, ourGpuWorkers: this.#ourGpuWorkers() }));
       monitor.start();
       this.#stopMonitor = () => {
         unsubscribe();
@@ -258,6 +258,15 @@ export class WorkstationService implements WorkstationApi {
       this.#stopMonitor = null;
     }
     return { enabled: this.#stopMonitor !== null };
+  }
+
+  /** Every live run's workers that hold GPU buffers (webgpu), with how much, as they last reported. */
+  #ourGpuWorkers(): OurGpuWorker[] {
+    return [...this.#live.entries()].flatMap(([runId, run]) =>
+      run.snapshot.workers.flatMap((w) =>
+        w.memory?.gpuBytes != null ? [{ runId, rank: w.rank, pid: w.pid ?? null, backend: run.plan.backend, gpuBytes: w.memory.gpuBytes }] : [],
+      ),
+    );
   }
 
   /** Process ids of every live run's workers: the monitor marks them as ours. */
@@ -304,7 +313,16 @@ export class WorkstationService implements WorkstationApi {
               validationLoss: s.validationLoss,
               samplesPerSec: s.samplesPerSec,
               paused: s.paused,
-              workers: s.workers.map((w) => ({ rank: w.rank, pid: w.pid, rssBytes: w.memory?.rssBytes ?? null, tensors: w.memory?.tensors ?? null, tensorBytes: w.memory?.tensorBytes ?? null })),
+              workers: s.workers.map((w) => ({
+                rank: w.rank,
+                pid: w.pid,
+                rssBytes: w.memory?.rssBytes ?? null,
+                tensors: w.memory?.tensors ?? null,
+                tensorBytes: w.memory?.tensorBytes ?? null,
+                gpuBytes: w.memory?.gpuBytes ?? null,
+              })),
+              lossScale: s.lossScale,
+              skippedSteps: s.skippedSteps,
             });
           },
           onEpoch: (runId) => emit('onDidChangeRun', store.runs.get(runId)),

@@ -12,8 +12,8 @@ export interface MetricRangeOptions {
 
 export const DEFAULT_MAX_POINTS = 2000;
 
-/** Rows come back from SQL under the record's own field names. */
-type MetricRow = MetricPoint;
+/** Rows come back from SQL under the record's own field names; the mixed-precision ones NULL when absent. */
+type MetricRow = Omit<MetricPoint, 'lossScale' | 'skippedSteps'> & { lossScale: number | null; skippedSteps: number | null };
 
 interface RangeParams {
   runId: number;
@@ -22,9 +22,15 @@ interface RangeParams {
 }
 
 const COLUMNS = `run_id AS runId, step, epoch, time, train_loss AS trainLoss, validation_loss AS validationLoss,
-  samples_per_sec AS samplesPerSec, gpu_memory_mib AS gpuMemoryMiB, cpu_percent AS cpuPercent, rss_bytes AS rssBytes`;
+  samples_per_sec AS samplesPerSec, gpu_memory_mib AS gpuMemoryMiB, cpu_percent AS cpuPercent, rss_bytes AS rssBytes,
+  loss_scale AS lossScale, skipped_steps AS skippedSteps`;
 
-const toPoint = (row: MetricRow): MetricPoint => ({ ...row });
+/** A point as the record has it: the mixed-precision fields only where a mixed run measured them. */
+const toPoint = ({ lossScale, skippedSteps, ...row }: MetricRow): MetricPoint => ({
+  ...row,
+  ...(lossScale === null ? {} : { lossScale }),
+  ...(skippedSteps === null ? {} : { skippedSteps }),
+});
 
 function checkPoint(point: MetricPoint, index: number): void {
   const label = `metric point ${index} (run ${point.runId}, step ${point.step})`;
@@ -33,11 +39,12 @@ function checkPoint(point: MetricPoint, index: number): void {
   assertWholeNumber(point.epoch, `${label}: epoch`);
   assertWholeNumber(point.time, `${label}: time`);
   if (point.rssBytes !== null) assertWholeNumber(point.rssBytes, `${label}: rssBytes`);
+  if (point.skippedSteps !== undefined) assertWholeNumber(point.skippedSteps, `${label}: skippedSteps`);
 }
 
 export class MetricRepository {
   readonly #ctx: StoreContext;
-  readonly #upsert: Statement<MetricPoint>;
+  readonly #upsert: Statement<MetricRow>;
   readonly #countUpTo: Statement<RangeParams & { limit: number }, { n: number }>;
   readonly #bounds: Statement<RangeParams, { lo: number; hi: number }>;
   readonly #raw: Statement<RangeParams, MetricRow>;
@@ -53,8 +60,8 @@ export class MetricRepository {
     // A second point for a step (say the epoch's validation loss after its last train step)
     // fills in what it measured and keeps what the first one had.
     this.#upsert = db.prepare(
-      `INSERT INTO metrics (run_id, step, epoch, time, train_loss, validation_loss, samples_per_sec, gpu_memory_mib, cpu_percent, rss_bytes)
-       VALUES (:runId, :step, :epoch, :time, :trainLoss, :validationLoss, :samplesPerSec, :gpuMemoryMiB, :cpuPercent, :rssBytes)
+      `INSERT INTO metrics (run_id, step, epoch, time, train_loss, validation_loss, samples_per_sec, gpu_memory_mib, cpu_percent, rss_bytes, loss_scale, skipped_steps)
+       VALUES (:runId, :step, :epoch, :time, :trainLoss, :validationLoss, :samplesPerSec, :gpuMemoryMiB, :cpuPercent, :rssBytes, :lossScale, :skippedSteps)
        ON CONFLICT (run_id, step) DO UPDATE SET
          epoch = excluded.epoch,
          time = excluded.time,
@@ -63,7 +70,9 @@ export class MetricRepository {
          samples_per_sec = coalesce(excluded.samples_per_sec, samples_per_sec),
          gpu_memory_mib = coalesce(excluded.gpu_memory_mib, gpu_memory_mib),
          cpu_percent = coalesce(excluded.cpu_percent, cpu_percent),
-         rss_bytes = coalesce(excluded.rss_bytes, rss_bytes)`,
+         rss_bytes = coalesce(excluded.rss_bytes, rss_bytes),
+         loss_scale = coalesce(excluded.loss_scale, loss_scale),
+         skipped_steps = coalesce(excluded.skipped_steps, skipped_steps)`,
     );
     // Counting stops at maxPoints + 1 and min/max are one index probe each, so deciding whether to
     // downsample costs nothing like a scan of a long run.
@@ -81,14 +90,15 @@ export class MetricRepository {
     this.#bucket = db.prepare(
       `SELECT count(*) AS n, max(step) AS step, max(epoch) AS epoch, max(time) AS time,
          avg(train_loss) AS trainLoss, avg(validation_loss) AS validationLoss, avg(samples_per_sec) AS samplesPerSec,
-         avg(gpu_memory_mib) AS gpuMemoryMiB, avg(cpu_percent) AS cpuPercent, round(avg(rss_bytes)) AS rssBytes
+         avg(gpu_memory_mib) AS gpuMemoryMiB, avg(cpu_percent) AS cpuPercent, round(avg(rss_bytes)) AS rssBytes,
+         min(loss_scale) AS lossScale, max(skipped_steps) AS skippedSteps
        FROM metrics WHERE run_id = :runId AND step BETWEEN :lo AND :hi`,
     );
     this.#last = db.prepare(`SELECT ${COLUMNS} FROM metrics WHERE run_id = ? ORDER BY step DESC LIMIT 1`);
     this.#deleteAfter = db.prepare('DELETE FROM metrics WHERE run_id = ? AND step > ?');
 
     this.#appendTx = db.transaction((points: readonly MetricPoint[]) => {
-      for (const point of points) this.#upsert.run(point);
+      for (const point of points) this.#upsert.run({ ...point, lossScale: point.lossScale ?? null, skippedSteps: point.skippedSteps ?? null });
     });
     // One read transaction, so the count and the rows come from the same snapshot.
     this.#rangeTx = db.transaction((runId: number, from: number, to: number, maxPoints: number) => {
@@ -105,7 +115,7 @@ export class MetricRepository {
         const row = this.#bucket.get({ runId, lo: lo + firstOffset(k), hi: lo + firstOffset(k + 1n) - 1n })!;
         if (row.n === 0) continue;
         const { n: _n, ...point } = row;
-        points.push({ ...point, runId } as MetricPoint);
+        points.push(toPoint({ ...point, runId }));
       }
       return points;
     });

@@ -55,7 +55,10 @@ async function createEngine({ config, backend: requested, rank }: WorkerEngineOp
     throw error;
   });
   const layout = buildLayout(config.model);
-  const kernel = await createWebGpuKernel(opened.device, config.model, layout, initialParameters(layout, config.seed), { capacity: config.batchSize });
+  const kernel = await createWebGpuKernel(opened.device, config.model, layout, initialParameters(layout, config.seed), {
+    capacity: config.batchSize,
+    precision: config.precision === 'mixed' ? 'mixed' : 'fp32',
+  });
   const name = adapterName(opened.adapter.info);
   const software = isSoftwareAdapter(opened.adapter.info) ? ' (a software adapter: correct, but slow)' : '';
   const selection: BackendSelection = {

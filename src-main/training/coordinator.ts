@@ -60,6 +60,9 @@ export interface ProgressSnapshot {
   paused: boolean;
   elapsedS: number;
   workers: WorkerStats[];
+  /** Mixed precision: the loss scale and the steps skipped for overflow (rank 0's, as last read). */
+  lossScale: number | null;
+  skippedSteps: number | null;
 }
 
 export interface CheckpointRequest {
@@ -140,6 +143,8 @@ export class TrainingRun {
       samplesPerSec: null,
       paused: false,
       elapsedS: 0,
+      lossScale: null,
+      skippedSteps: null,
       workers: [],
     };
   }
@@ -343,6 +348,8 @@ export class TrainingRun {
     // One worker applies its own gradients; several write theirs to the shared exchange.
     const replies = await Promise.all(this.#workers.map((w) => w.request({ type: 'compute', step }, 'gradients')));
     const totalRows = replies.reduce((sum, r) => sum + r.rows, 0);
+    const scaler = replies[0]?.scaler;
+    if (scaler) Object.assign(this.#snapshot, { lossScale: scaler.scale, skippedSteps: scaler.skippedSteps });
     replies.forEach((reply, rank) => {
       const stats = this.#stats[rank]!;
       stats.memory = reply.memory;

@@ -1,7 +1,7 @@
 import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import type { ErrorData } from '../../src-shared/errors';
 import type { GpuSituation, BackendStatus } from '../engine/backends';
-import type { LossParts, OptimizerState } from '../engine/kernel';
+import type { LossParts, LossScalerState, OptimizerState } from '../engine/kernel';
 import type { ExchangeLayout } from './gradient-exchange';
 import type { SharedExchangeLayout } from './shared-exchange';
 
@@ -16,6 +16,8 @@ export interface EngineSnapshot {
   optimizer: OptimizerState;
   fieldState: Float32Array;
   step: number;
+  /** Mixed precision: the loss scaler, so a checkpoint and a resume continue it. */
+  lossScaler?: LossScalerState | null;
 }
 
 export type ToWorker =
@@ -41,6 +43,14 @@ export interface WorkerMemory {
   rssBytes: number;
   tensors: number;
   tensorBytes: number;
+  /** Bytes the worker holds in GPU buffers (webgpu); null on the CPU backends. */
+  gpuBytes: number | null;
+}
+
+/** A mixed-precision worker's loss scale and the steps it skipped for overflow. */
+export interface ScalerReport {
+  scale: number;
+  skippedSteps: number;
 }
 
 export type FromWorker =
@@ -60,6 +70,8 @@ export type FromWorker =
       applied: boolean;
       /** Time in the all-reduce (copy, barrier, mean) — shared-memory exchange only. */
       exchangeMs: number;
+      /** Mixed precision, every SCALER_REPORT_EVERY steps (a readback): the loss scaler. */
+      scaler?: ScalerReport;
     }
   | { type: 'applied'; replyTo: number }
   | { type: 'evaluated'; replyTo: number; rows: number; loss: LossParts }

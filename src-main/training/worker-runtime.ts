@@ -6,7 +6,7 @@ import type { ModelKernel } from '../engine/kernel';
 import { Rng } from '../engine/random';
 import type { ExchangeLayout } from './gradient-exchange';
 import { SharedExchangeClient, type SharedExchangeLayout } from './shared-exchange';
-import type { FromWorker, ParentChannel, ToWorker } from './protocol';
+import type { FromWorker, ParentChannel, ScalerReport, ToWorker } from './protocol';
 
 // No Node import in this file or below it (type imports aside): a Chromium page bundles it too
 // (browser-worker.ts). What differs between Node and a page comes in through WorkerPlatform.
@@ -134,6 +134,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
           }
         }
         const memory = e.memoryStats();
+        const scaler = await scalerReport(kernel, message.step);
         send({
           type: 'gradients',
           replyTo: message.seq,
@@ -142,9 +143,10 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
           loss,
           computeMs: performance.now() - start,
           dataWaitMs: batch.waitedMs,
-          memory: { rssBytes: memory.rssBytes, tensors: memory.tensors, tensorBytes: memory.tensorBytes },
+          memory: { rssBytes: memory.rssBytes, tensors: memory.tensors, tensorBytes: memory.tensorBytes, gpuBytes: e.backend.id === 'webgpu' ? memory.tensorBytes : null },
           applied,
           exchangeMs,
+          ...(scaler ? { scaler } : {}),
         });
         return;
       }
@@ -260,4 +262,13 @@ function openSharedExchange(layout: SharedExchangeLayout, rank: number): SharedE
     });
   }
   return new SharedExchangeClient(layout, rank);
+}
+
+/** How often a mixed-precision worker reads its loss scaler back (a small GPU readback). */
+export const SCALER_REPORT_EVERY = 20;
+
+async function scalerReport(kernel: ModelKernel, step: number): Promise<ScalerReport | null> {
+  if (kernel.precision !== 'mixed' || !kernel.scalerState || (step !== 1 && step % SCALER_REPORT_EVERY !== 0)) return null;
+  const state = await kernel.scalerState();
+  return state ? { scale: state.scale, skippedSteps: state.skippedSteps } : null;
 }

@@ -33,6 +33,20 @@ describe('metrics', () => {
     expect(store.metrics.range(runId + 1)).toEqual([]);
   });
 
+  it("keeps a mixed-precision run's loss scale and skipped steps, also when downsampled; other points have none", () => {
+    const { store, runId } = storeWithRun();
+    store.metrics.append([1, 2, 3, 4].map((step) => point(runId, step, { lossScale: 65536 / step, skippedSteps: step - 1 })));
+    store.metrics.append([point(runId, 5)]);
+    const points = store.metrics.range(runId);
+    expect(points[0]).toEqual(point(runId, 1, { lossScale: 65536, skippedSteps: 0 }));
+    expect(points[4]).toEqual(point(runId, 5));
+    expect('lossScale' in points[4]!).toBe(false);
+    // Two points a bucket: the smaller scale (a halving shows) and the larger skip count.
+    const down = store.metrics.range(runId, { maxPoints: 2 });
+    expect(down.map((p) => [p.lossScale, p.skippedSteps])).toEqual([[65536 / 3, 2], [65536 / 4, 3]]);
+    expectQuadraError(() => store.metrics.append([point(runId, 9, { skippedSteps: 1.5 })]), 'INVALID_ARGUMENT', 'skippedSteps');
+  });
+
   it('merges a second point for the same step, keeping what it does not measure', () => {
     const { store, runId } = storeWithRun();
     store.metrics.append([point(runId, 100, { trainLoss: 0.5 })]);

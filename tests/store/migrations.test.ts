@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { initialMigration } from '../../src-main/store/migrations/0010-initial';
 import { runOwnerMigration } from '../../src-main/store/migrations/0020-run-owner';
+import { mixedPrecisionMetricsMigration } from '../../src-main/store/migrations/0030-mixed-precision-metrics';
 import { assertMigrationOrder, LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../../src-main/store/migrations/index';
 import { expectQuadraError, testStore } from './helpers';
 
@@ -119,5 +120,19 @@ describe('0020-run-owner on :memory:', () => {
     expect(runOwnerMigration.version).toBe(20);
     expect(columns(db, 'runs').at(-1)).toBe('owner_start');
     expect(db.prepare('SELECT name, owner_pid, owner_start FROM runs').all()).toEqual([{ name: 'old', owner_pid: 77, owner_start: null }]);
+  });
+});
+
+describe('0030-mixed-precision-metrics on :memory:', () => {
+  it('adds the loss scale and skipped steps to metrics, NULL for the points already there', () => {
+    const db = new Database(':memory:');
+    initialMigration.up(db);
+    runOwnerMigration.up(db);
+    db.prepare(`INSERT INTO runs (name, config, mode, backend, devices, workers, status, created_at) VALUES ('r', '{}', 'single', 'cpu', '[]', 1, 'completed', '2025-01-01')`).run();
+    db.prepare('INSERT INTO metrics (run_id, step, epoch, time, train_loss) VALUES (1, 1, 1, 0, 0.5)').run();
+    mixedPrecisionMetricsMigration.up(db);
+    expect(mixedPrecisionMetricsMigration.version).toBe(30);
+    expect(columns(db, 'metrics').slice(-2)).toEqual(['loss_scale', 'skipped_steps']);
+    expect(db.prepare('SELECT train_loss, loss_scale, skipped_steps FROM metrics').all()).toEqual([{ train_loss: 0.5, loss_scale: null, skipped_steps: null }]);
   });
 });

@@ -1,11 +1,12 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { decodeCheckpoint } from '../../src-main/engine/checkpoint';
 import { listNodeAdapters, nodeGpuAdapter } from '../../src-main/engine/webgpu-node';
 import { probeBackends, selectBackend } from '../../src-main/engine/backends';
-import { startTraining, type TrainingRequestInput } from '../../src-main/services/training-service';
+import { resumeTraining, startTraining, type TrainingRequestInput } from '../../src-main/services/training-service';
+import { WorkstationService } from '../../src-main/services/workstation';
 import { openStore } from '../../src-main/store/database';
 import { chooseAdapters, parseAdapterList } from '../../src-main/engine/webgpu-adapters';
 import { firstBitDifference } from '../helpers/engine';
@@ -80,6 +81,45 @@ describe.skipIf(why !== null)(`training on the webgpu backend${why ? ` (skipped:
     expect(saved.parameters.length).toBe(decodeCheckpoint(store.checkpoints.getData(cpu.latestCheckpointId!), 'simd').parameters.length);
     store.close();
   }, 120_000);
+
+  it('mixed precision: trains, records the loss scale, keeps the scaler in checkpoints and continues it on resume', async () => {
+    const store = openStore(path.join(tmp, `w${++counter}.sqlite`));
+    const mixed = await startTraining(request({ engine: { batchSize: 16, model: SMALL, precision: 'mixed' } }), { store, hardware: TEST_HARDWARE });
+    expect(mixed.status, JSON.stringify(mixed.outcome.error)).toBe('completed');
+    const scales = store.metrics.range(mixed.runId).filter((m) => m.lossScale !== undefined);
+    expect(scales.length).toBeGreaterThan(0);
+    expect(scales[0]).toMatchObject({ lossScale: 65536, skippedSteps: 0 });
+    const saved = decodeCheckpoint(store.checkpoints.getData(mixed.latestCheckpointId!), 'mixed checkpoint');
+    expect(saved.lossScaler).toMatchObject({ scale: 65536, skippedSteps: 0 });
+    expect(saved.lossScaler!.growthTracker).toBe(saved.step);
+    store.db.prepare("UPDATE runs SET config = json_set(config, '$.epochs', 3) WHERE id = ?").run(mixed.runId);
+    const resumed = await resumeTraining(mixed.runId, { store, hardware: TEST_HARDWARE });
+    expect(resumed.status).toBe('completed');
+    const after = decodeCheckpoint(store.checkpoints.getData(resumed.latestCheckpointId!), 'resumed');
+    // The growth tracker went on counting from the checkpoint: the scaler was restored, not restarted.
+    expect(after.lossScaler!.growthTracker).toBe(after.step);
+    store.close();
+  }, 120_000);
+
+  it('the benchmark suite runs webgpu in mixed precision, and says why simd cannot', async () => {
+    const store = openStore(path.join(tmp, `w${++counter}.sqlite`));
+    const events: Array<{ suiteId: number; label: string; error?: string }> = [];
+    const service = new WorkstationService({
+      store,
+      hardware: async () => TEST_HARDWARE,
+      dataDir: tmp,
+      emit: (event, payload) => {
+        if (event === 'onDidProgressBenchmark') events.push(payload as (typeof events)[number]);
+      },
+    });
+    const { suiteId } = await service.runBenchmarkSuite({ name: 'mixed', backends: ['webgpu', 'simd'], precision: 'mixed', workerCounts: [1], batchSizes: [16], warmup: 1, iterations: 2, repeats: 1 });
+    await vi.waitFor(() => expect(events.some((e) => e.suiteId === suiteId && e.label === 'done')).toBe(true), { timeout: 120_000, interval: 200 });
+    const results = store.benchmarks.results(suiteId);
+    expect(results.map((r) => [r.backend, r.fingerprint.precision])).toEqual([['webgpu', 'mixed']]);
+    expect(results[0]!.trainSamplesPerSec.median).toBeGreaterThan(0);
+    expect(events.find((e) => e.error)?.error).toMatch(/precision 'mixed' is not available on backend 'simd'/);
+    store.close();
+  }, 150_000);
 
   it('multi-gpu: each worker opens the adapter named for it; more workers than adapters are refused before any run is written', async () => {
     const store = openStore(path.join(tmp, `w${++counter}.sqlite`));

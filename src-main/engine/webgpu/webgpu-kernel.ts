@@ -1,7 +1,7 @@
 /// <reference types="@webgpu/types" />
 import type { BackendId, ModelConfig, OptimizerConfig } from '../../../src-shared/engine-config';
 import { QuadraError } from '../../../src-shared/errors';
-import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type ModelKernel, type OptimizerState } from '../kernel';
+import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type ModelKernel, type OptimizerState , type LossScalerState } from '../kernel';
 import { entry, type ParamLayout } from '../layout';
 import { spikeLossHost } from '../lif-host';
 import { Rng } from '../random';
@@ -46,16 +46,7 @@ export interface WebGpuKernelOptions {
   lossScaling?: { initialScale?: number; growthInterval?: number };
 }
 
-/**
- * The dynamic loss scaler's state, for checkpoints (GradScaler.state_dict's scale and
- * _growth_tracker), with the count of steps skipped for overflow.
- */
-export interface LossScalerState {
-  scale: number;
-  /** Steps in a row without overflow since the scale last changed. */
-  growthTracker: number;
-  skippedSteps: number;
-}
+export type { LossScalerState } from '../kernel';
 
 /** The features to request on a device for `adapter` so the mixed kernel can use native f16. */
 export function mixedPrecisionFeatures(adapter: { features: ReadonlySet<string> }): GPUFeatureName[] {

@@ -42,13 +42,17 @@ export function spreadOf(result: BenchmarkResultRecord, metric: Metric): Through
   return metric === 'train' ? result.trainSamplesPerSec : result.forwardSamplesPerSec;
 }
 
+/** fp32 unless the result was measured in mixed precision (recorded in its fingerprint). */
+const precisionOf = (r: BenchmarkResultRecord): string => r.fingerprint.precision ?? 'fp32';
+
 export function configurationKey(r: BenchmarkResultRecord): string {
-  return `${r.backend}|${r.workers}|${r.batchSize}|${r.spikeGradient}`;
+  return `${r.backend}|${r.workers}|${r.batchSize}|${r.spikeGradient}|${precisionOf(r)}`;
 }
 
 export function configurationLabel(r: BenchmarkResultRecord): string {
   const workers = `${r.workers} worker${r.workers === 1 ? '' : 's'}`;
-  return `${r.backend} · ${workers} · batch ${r.batchSize}${r.spikeGradient === 'surrogate' ? '' : ` · ${r.spikeGradient}`}`;
+  const precision = precisionOf(r) === 'fp32' ? '' : ` · ${precisionOf(r)}`;
+  return `${r.backend}${precision} · ${workers} · batch ${r.batchSize}${r.spikeGradient === 'surrogate' ? '' : ` · ${r.spikeGradient}`}`;
 }
 
 /** Backend, then workers, then batch size: the order a suite is run in, whatever the source. */

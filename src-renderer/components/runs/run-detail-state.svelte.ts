@@ -59,6 +59,8 @@ export class RunDetailState {
   #throughput = $state.raw<ChartPoint[]>([]);
   #progress = $state.raw<RunProgress | null>(null);
   #step = $state(0);
+  /** Mixed precision: the latest loss scale and skipped-step count, from progress or the stored metrics. */
+  #scaler = $state.raw<{ scale: number; skippedSteps: number } | null>(null);
   #loading = $state(false);
   #error = $state<string | null>(null);
   #controlError = $state<string | null>(null);
@@ -103,6 +105,11 @@ export class RunDetailState {
   get throughput(): ChartPoint[] {
     return this.#throughput;
   }
+  /** A mixed-precision run's dynamic loss scale and the steps skipped for overflow; null otherwise. */
+  get scaler(): { scale: number; skippedSteps: number } | null {
+    return this.#scaler;
+  }
+
   /** The latest progress event of this run (workers, epoch), or null when none arrived. */
   get progress(): RunProgress | null {
     return this.#progress;
@@ -253,6 +260,9 @@ export class RunDetailState {
     upsert(this.#train, step, sample.trainLoss);
     upsert(this.#validation, step, sample.validationLoss);
     upsert(this.#rate, step, sample.samplesPerSec);
+    const scale = 'lossScale' in sample ? sample.lossScale : undefined;
+    const skipped = 'skippedSteps' in sample ? sample.skippedSteps : undefined;
+    if (typeof scale === 'number' && typeof skipped === 'number') this.#scaler = { scale, skippedSteps: skipped };
     this.#lastStep = step;
     // A long live run would grow without bound: let the server average it down again.
     if (this.#train.length > 2 * MAX_POINTS && !this.#held) void this.load(true);
