@@ -176,13 +176,13 @@ describe.skipIf(!device)(`webgpu kernel parity with simd${device ? '' : ` (skipp
     expectForwardParity('eval', await gpu.forward(x, 9), tfjs.forward(x, 9));
   });
 
-  it("tracks simd's loss over 50 training steps (surrogate, dropout 0.1)", async () => {
+  it("tracks simd's loss over 200 training steps (surrogate, dropout 0.1)", async () => {
     const { simd, gpu, config, F } = await pair({ spikeGradient: 'surrogate', dropout: 0.1 });
     const rows = 8;
     const data = normal(21, 4 * rows * F);
     const mine: number[] = [];
     const theirs: number[] = [];
-    for (let step = 0; step < 50; step++) {
+    for (let step = 0; step < 200; step++) {
       const x = data.subarray((step % 4) * rows * F, ((step % 4) + 1) * rows * F);
       mine.push((await gpu.computeGradients(x, rows, step)).loss);
       theirs.push(simd.computeGradients(x, rows, step).loss);
@@ -191,10 +191,12 @@ describe.skipIf(!device)(`webgpu kernel parity with simd${device ? '' : ` (skipp
       if (step === 19) expect(maxAbsDiff(await gpu.getParameters(), simd.getParameters()), 'parameters after 20 steps').toBeLessThan(1e-4);
     }
     // Float rounding apart, the curves are one: equal to 5 digits until a membrane within rounding of
-    // θ fires on one kernel only (here after ~30 steps), then within a percent.
-    for (let step = 0; step < 50; step++) expect(rel(mine[step]!, theirs[step]!), `step ${step}: ${mine[step]} vs ${theirs[step]}`).toBeLessThan(1e-2);
+    // θ fires on one kernel only (here after ~30 steps), then within 2% — the bound simd-training
+    // holds simd to against tfjs over its 200 surrogate steps.
+    for (let step = 0; step < 200; step++) expect(rel(mine[step]!, theirs[step]!), `step ${step}: ${mine[step]} vs ${theirs[step]}`).toBeLessThan(2e-2);
     expect(mine.slice(0, 20).every((loss, step) => rel(loss, theirs[step]!) < 1e-5), 'the first 20 steps agree to 1e-5').toBe(true);
-    expect(theirs.slice(46).reduce((a, b) => a + b), 'the loss goes down').toBeLessThan(theirs.slice(0, 4).reduce((a, b) => a + b));
+    expect(theirs.slice(196).reduce((a, b) => a + b), 'the loss goes down').toBeLessThan(theirs.slice(0, 4).reduce((a, b) => a + b));
+    expect(mine.slice(196).reduce((a, b) => a + b), 'on both').toBeLessThan(mine.slice(0, 4).reduce((a, b) => a + b));
   });
 });
 

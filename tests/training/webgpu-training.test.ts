@@ -79,6 +79,10 @@ describe.skipIf(why !== null)(`training on the webgpu backend${why ? ` (skipped:
     const saved = decodeCheckpoint(store.checkpoints.getData(gpu.latestCheckpointId!), 'webgpu checkpoint');
     expect(saved.metadata.backend).toBe('webgpu');
     expect(saved.parameters.length).toBe(decodeCheckpoint(store.checkpoints.getData(cpu.latestCheckpointId!), 'simd').parameters.length);
+    // And the other way round: a simd checkpoint continues on webgpu, weights, moments and steps.
+    const onGpu = await startTraining(request({ epochs: 1, engine: { batchSize: 16 }, initFrom: { checkpointId: cpu.latestCheckpointId! } }), { store, hardware: TEST_HARDWARE });
+    expect(onGpu.status, JSON.stringify(onGpu.outcome.error)).toBe('completed');
+    expect(store.metrics.range(onGpu.runId)[0]!.step).toBeGreaterThan(decodeCheckpoint(store.checkpoints.getData(cpu.latestCheckpointId!), 'simd').step!);
     store.close();
   }, 120_000);
 
