@@ -336,6 +336,29 @@ export function kernelSource(d: ShaderDims, r: Regions, half: HalfPath | null = 
   // Products inside the spiking kernels: with f16 operands in the mixed kernel.
   const operand = (x: string) => (half ? `roundHalf(${x})` : x);
   const weight = (index: string) => (half ? `wh(${index})` : `A[${index}]`);
+  /**
+   * BPTT through one hidden spiking layer (fc3 → layer 2, fc2 → layer 1), for each of this row's S
+   * units: the upstream layer's du (width `inputWidth`) through its weights, then the LIF step back
+   * through T; `after` runs per unit once its T steps are done.
+   */
+  const hiddenLayerBack = (inputWidth: string, duIn: string, weights: string, m: string, spikes: string, duOut: string, after: string) => `  for (var k = 0u; k < US; k = k + 1u) {
+    let j = l + k * WG;
+    if (j < S) {
+      var carry = 0.0;
+      for (var t1 = T; t1 > 0u; t1 = t1 - 1u) {
+        let row = (t1 - 1u) * rows + r;
+        var g = 0.0;
+        for (var i = 0u; i < ${inputWidth}; i = i + 1u) { g = g + ${operand(`A[${duIn} + row * ${inputWidth} + i]`)} * ${weight(`${weights} + i * S + j`)}; }
+        let at = row * S + j;
+        let b = lifBack(A[${m} + at], A[${spikes} + at], g, carry, t1 == T, th, dec);
+        dTh = dTh + b.dTh;
+        dDe = dDe + b.dDe;
+        carry = b.du;
+        A[${duOut} + at] = carry;
+      }
+${after}    }
+  }
+`;
   const scaled = (x: string) => (half ? `(${x}) * lossScale()` : x);
   return /* wgsl */ `${half === 'native' ? '\nenable f16;' : ''}
 struct Params { w: array<vec4<u32>, ${PARAM_WORDS / 4}> }
@@ -683,46 +706,12 @@ fn spikeBackward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
     }
   }
   storageBarrier();
-  for (var k = 0u; k < US; k = k + 1u) {
-    let j = l + k * WG;
-    if (j < S) {
-      var carry = 0.0;
-      for (var t1 = T; t1 > 0u; t1 = t1 - 1u) {
-        let row = (t1 - 1u) * rows + r;
-        var g = 0.0;
-        for (var i = 0u; i < F; i = i + 1u) { g = g + ${operand('A[DU3 + row * F + i]')} * ${weight('O_FC3W + i * S + j')}; }
-        let at = row * S + j;
-        let b = lifBack(A[M2 + at], A[S2 + at], g, carry, t1 == T, th, dec);
-        dTh = dTh + b.dTh;
-        dDe = dDe + b.dDe;
-        carry = b.du;
-        A[DU2 + at] = carry;
-      }
-    }
-  }
-  storageBarrier();
-  for (var k = 0u; k < US; k = k + 1u) {
-    let j = l + k * WG;
-    if (j < S) {
-      var carry = 0.0;
-      for (var t1 = T; t1 > 0u; t1 = t1 - 1u) {
-        let row = (t1 - 1u) * rows + r;
-        var g = 0.0;
-        for (var i = 0u; i < S; i = i + 1u) { g = g + ${operand('A[DU2 + row * S + i]')} * ${weight('O_FC2W + i * S + j')}; }
-        let at = row * S + j;
-        let b = lifBack(A[M1 + at], A[S1 + at], g, carry, t1 == T, th, dec);
-        dTh = dTh + b.dTh;
-        dDe = dDe + b.dDe;
-        carry = b.du;
-        A[DU1 + at] = carry;
-      }
-      // fc1's input is the same every step: dc1 = Σ_t du1_t (in step order).
+${hiddenLayerBack('F', 'DU3', 'O_FC3W', 'M2', 'S2', 'DU2', '')}  storageBarrier();
+${hiddenLayerBack('S', 'DU2', 'O_FC2W', 'M1', 'S1', 'DU1', `      // fc1's input is the same every step: dc1 = Σ_t du1_t (in step order).
       var c = 0.0;
       for (var t = 0u; t < T; t = t + 1u) { c = c + A[DU1 + (t * rows + r) * S + j]; }
       A[DC1 + r * S + j] = c;
-    }
-  }
-  let rowTh = wgSum(dTh, l);
+`)}  let rowTh = wgSum(dTh, l);
   let rowDe = wgSum(dDe, l);
   if (l == 0u) {
     A[THP + r] = rowTh;

@@ -611,33 +611,20 @@ export class WebGpuKernel implements ModelKernel {
 
   /** The mixed kernel's AdamW on [start, end): its step count is scaler word `stepWord`, on the GPU. */
   #adamwMixed(d: Dispatch[], start: number, end: number, o: OptimizerConfig, stepWord: number): void {
-    if (end <= start) return;
-    const groups = Math.ceil((end - start) / WORKGROUP);
-    const x = Math.min(groups, MAX_GROUPS);
-    const params = [
-      start,
-      end,
-      f32Bits(o.beta1),
-      f32Bits(1 - o.beta1),
-      f32Bits(o.beta2),
-      f32Bits(1 - o.beta2),
-      f32Bits(1 - o.learningRate * o.weightDecay),
-      f32Bits(o.learningRate),
-      f32Bits(Math.log(o.beta1)),
-      f32Bits(o.epsilon),
-      this.#regions.MOM,
-      this.#regions.VEL,
-      f32Bits(Math.log(o.beta2)),
-      stepWord,
-    ];
-    d.push({ entry: 'adamw', params, groups: [x, Math.ceil(groups / x)] });
+    // The bias corrections come from ln β on the GPU, where the step count lives.
+    this.#adamwDispatch(d, start, end, o, [f32Bits(o.learningRate), f32Bits(Math.log(o.beta1))], [f32Bits(Math.log(o.beta2)), stepWord]);
   }
 
   #adamw(d: Dispatch[], start: number, end: number, step: number, o: OptimizerConfig): void {
+    // The same scalars as the host AdamW and the simd kernel (computed in double), then float32.
+    this.#adamwDispatch(d, start, end, o, [f32Bits(o.learningRate / (1 - o.beta1 ** step)), f32Bits(1 / Math.sqrt(1 - o.beta2 ** step))], []);
+  }
+
+  /** One AdamW dispatch over [start, end): the shared scalars, then the two bias-correction words, ε, the moments, and any tail. */
+  #adamwDispatch(d: Dispatch[], start: number, end: number, o: OptimizerConfig, correction: [number, number], tail: number[]): void {
     if (end <= start) return;
     const groups = Math.ceil((end - start) / WORKGROUP);
     const x = Math.min(groups, MAX_GROUPS);
-    // The same scalars as the host AdamW and the simd kernel (computed in double), then float32.
     const params = [
       start,
       end,
@@ -646,11 +633,11 @@ export class WebGpuKernel implements ModelKernel {
       f32Bits(o.beta2),
       f32Bits(1 - o.beta2),
       f32Bits(1 - o.learningRate * o.weightDecay),
-      f32Bits(o.learningRate / (1 - o.beta1 ** step)),
-      f32Bits(1 / Math.sqrt(1 - o.beta2 ** step)),
+      ...correction,
       f32Bits(o.epsilon),
       this.#regions.MOM,
       this.#regions.VEL,
+      ...tail,
     ];
     d.push({ entry: 'adamw', params, groups: [x, Math.ceil(groups / x)] });
   }
