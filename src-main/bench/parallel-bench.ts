@@ -1,6 +1,7 @@
 import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import { syntheticRows } from '../data/synthetic';
+import { STEP_PHASES, type StepPhase } from '../engine/kernel';
 import type { GpuSituation } from '../engine/backends';
 import { TrainingRun } from '../training/coordinator';
 import type { TransportFactory } from '../training/transport';
@@ -15,6 +16,8 @@ export interface ParallelBenchOptions {
   iterations: number;
   repeats: number;
   transport?: TransportFactory;
+  /** Time each phase of a step in every worker (ParallelBenchResult.phases). */
+  profile?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -24,6 +27,8 @@ export interface ParallelBenchResult {
   msPerStep: Spread;
   /** Eval forward of one global batch, timed on rank 0 (forward passes are not data-parallel). */
   forwardSamplesPerSec: Spread;
+  /** With `profile`: per rank, the mean ms per timed step in each phase (phases a worker never timed are absent). */
+  phases?: Array<Partial<Record<StepPhase, number>>>;
 }
 
 /**
@@ -38,6 +43,8 @@ export async function runParallelBench(o: ParallelBenchOptions): Promise<Paralle
   const rows = o.config.batchSize * steps;
   const marks: number[] = [];
   let forwardMs: number[] = [];
+  const phaseSums: Array<Partial<Record<StepPhase, number>>> = Array.from({ length: o.workers }, () => ({}));
+  let profiledSteps = 0;
   const run: TrainingRun = new TrainingRun(
     {
       config: o.config,
@@ -52,11 +59,20 @@ export async function runParallelBench(o: ParallelBenchOptions): Promise<Paralle
       lastBatch: 'drop',
       checkpointEveryEpochs: 1_000_000,
       ...(o.transport ? { transport: o.transport } : {}),
+      ...(o.profile ? { profile: true } : {}),
     },
     {
       stepEnd: (step) => {
         o.onProgress?.(step, steps);
         if (step >= o.warmup && (step - o.warmup) % o.iterations === 0) marks.push(performance.now());
+      },
+      stepPhases: (step, phases) => {
+        // The steps timed above: after the warm-up, up to the last mark.
+        if (step <= o.warmup + 1) return;
+        profiledSteps += 1;
+        phases.forEach((p, rank) => {
+          for (const phase of STEP_PHASES) if (p?.[phase] !== undefined) phaseSums[rank]![phase] = (phaseSums[rank]![phase] ?? 0) + p[phase];
+        });
       },
       beforeShutdown: async () => {
         forwardMs = await run.timeForward(o.config.batchSize, o.iterations, o.repeats);
@@ -74,5 +90,17 @@ export async function runParallelBench(o: ParallelBenchOptions): Promise<Paralle
     trainSamplesPerSec: spread(ms.map((m) => (o.config.batchSize * 1000) / m)),
     msPerStep: spread(ms),
     forwardSamplesPerSec: spread(forwardMs.map((m) => (o.config.batchSize * 1000) / m)),
+    ...(o.profile
+      ? { phases: phaseSums.map((sums) => Object.fromEntries(Object.entries(sums).map(([phase, ms]) => [phase, ms / Math.max(1, profiledSteps)]))) }
+      : {}),
   };
+}
+
+/** The profile as text: one line per rank, the phases in step order with their mean ms per step. */
+export function phaseLines(result: ParallelBenchResult): string[] {
+  return (result.phases ?? []).map((phases, rank) => {
+    const parts = STEP_PHASES.filter((phase) => phases[phase] !== undefined).map((phase) => `${phase} ${phases[phase]!.toFixed(3)}`);
+    const total = Object.values(phases).reduce((sum, ms) => sum + ms, 0);
+    return `   rank ${rank}: ${parts.join(', ')} (Σ ${total.toFixed(3)} ms/step)`;
+  });
 }

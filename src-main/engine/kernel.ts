@@ -56,7 +56,18 @@ export interface KernelCapabilities {
    * it, callers readGradients(), reduce on the host and writeGradients() the mean.
    */
   readonly allReducesInPlace: boolean;
+  /**
+   * ZeRO-1 over the shared-memory exchange: the kernel reduces, updates and publishes one shard of
+   * the layout (setUpdateShard, reduceShard, parameterView, momentViews, parametersChanged).
+   */
+  readonly shardsOptimizer?: boolean;
 }
+
+/** Where a training step's time goes, in order (quadra bench --profile). */
+export const STEP_PHASES = ['betweenSteps', 'forward', 'backward', 'gradientCopy', 'barrier', 'reduce', 'adamw', 'parameterShare', 'transposes'] as const;
+export type StepPhase = (typeof STEP_PHASES)[number];
+/** Milliseconds per phase, summed by whoever times them. */
+export type StepPhases = Partial<Record<StepPhase, number>>;
 
 /**
  * One compute backend's implementation of the model, reading and writing parameters, moments and
@@ -101,6 +112,21 @@ export interface ModelKernel {
    * read in place, not from its slot.
    */
   allReduce?(rank: number, weights: readonly number[], slots: readonly Float32Array[]): MaybePromise<void>;
+  /** Profiling: the kernel adds the time of its own phases (forward, backward, adamw, transposes) into `phases`; null stops. */
+  profilePhases?(phases: StepPhases | null): void;
+  /**
+   * With capabilities.shardsOptimizer: from now on applyGradients updates only [start, end) of the
+   * layout (its moments and parameters); the other parameters come in through parameterView().
+   */
+  setUpdateShard?(start: number, end: number): void;
+  /** With capabilities.shardsOptimizer: allReduce over [start, end) only, in the same rank order (the same bits). */
+  reduceShard?(rank: number, weights: readonly number[], slots: readonly Float32Array[], start: number, end: number): void;
+  /** With capabilities.shardsOptimizer: the parameters in place; call parametersChanged() after writing them. */
+  parameterView?(): Float32Array;
+  /** With capabilities.shardsOptimizer: Adam's moments in place. */
+  momentViews?(): { m: Float32Array; v: Float32Array };
+  /** With capabilities.shardsOptimizer: parameters were written through parameterView(). */
+  parametersChanged?(): void;
 }
 
 /** The CPU kernels' contract: every answer at once. */

@@ -3,7 +3,7 @@ import { QuadraError, toErrorData, type ErrorData } from '../../src-shared/error
 import type { RunMode } from '../../src-shared/records';
 import { EpochSampler, gatherRows, type LastBatch, type PlannedStep } from '../data/sampler';
 import type { GpuSituation } from '../engine/backends';
-import type { LossParts } from '../engine/kernel';
+import type { LossParts, StepPhases } from '../engine/kernel';
 import type { EngineSnapshot, WorkerMemory } from './protocol';
 import { buildLayout } from '../engine/layout';
 import { ADAPTER_ENV } from '../engine/webgpu-adapters';
@@ -38,6 +38,8 @@ export interface TrainingPlan {
   transport?: TransportFactory;
   /** How often progress is reported (default 250 ms: 4 a second, within the 2–10 asked for). */
   progressIntervalMs?: number;
+  /** Workers time each step's phases and report them (events.stepPhases); benchmarks only. */
+  profile?: boolean;
 }
 
 export interface WorkerStats {
@@ -85,6 +87,8 @@ export interface TrainingEvents {
   workersReady?(workers: WorkerStats[], backend: BackendId): void;
   /** After every step (cheap): for benchmarks that time steps exactly. */
   stepEnd?(step: number, realSamples: number): void;
+  /** With plan.profile: each worker's phase times (ms) for step `step` (numbered as stepEnd's), by rank. */
+  stepPhases?(step: number, phases: Array<StepPhases | null>): void;
   /** After a completed run, before the workers stop (benchmarks time forward passes here). */
   beforeShutdown?(): Promise<void>;
 }
@@ -261,12 +265,16 @@ export class TrainingRun {
     const workerConfig = { ...plan.config, batchSize: Math.max(1, Math.ceil(plan.config.batchSize / plan.workers)) };
     if (plan.workers > 1) {
       const size = buildLayout(plan.config.model).total;
-      if (factory.sharesMemory) this.#shared = createSharedExchange(plan.workers, size);
+      // The optimiser shards cover what it updates: everything, or the field part when the spiking network gets no gradient.
+      const updated = plan.config.model.spikeGradient === 'surrogate' ? size : buildLayout(plan.config.model).fieldCount;
+      if (factory.sharesMemory) this.#shared = createSharedExchange(plan.workers, size, updated);
       else this.#exchange = createExchange(plan.workers, size);
     }
     const exchange = this.#shared ?? (this.#exchange ? { kind: 'file' as const, file: this.#exchange.file, workers: this.#exchange.workers, size: this.#exchange.size } : null);
     const ready = await Promise.all(
-      this.#workers.map((w) => w.request({ type: 'init', rank: w.rank, worldSize: plan.workers, config: workerConfig, backend: plan.backend, gpu: plan.gpu, exchange }, 'ready')),
+      this.#workers.map((w) =>
+        w.request({ type: 'init', rank: w.rank, worldSize: plan.workers, config: workerConfig, backend: plan.backend, gpu: plan.gpu, exchange, profile: plan.profile === true }, 'ready'),
+      ),
     );
     this.#stats = ready.map((r, rank) => ({ rank, pid: r.pid, cudaVisibleDevices: r.cudaVisibleDevices, memory: null, computeMs: 0, dataWaitMs: 0 }));
     this.#events.workersReady?.(this.#stats.map((s) => ({ ...s })), ready[0]!.backend);
@@ -350,6 +358,7 @@ export class TrainingRun {
     const totalRows = replies.reduce((sum, r) => sum + r.rows, 0);
     const scaler = replies[0]?.scaler;
     if (scaler) Object.assign(this.#snapshot, { lossScale: scaler.scale, skippedSteps: scaler.skippedSteps });
+    this.#events.stepPhases?.(step + 1, replies.map((r) => r.phases ?? null));
     replies.forEach((reply, rank) => {
       const stats = this.#stats[rank]!;
       stats.memory = reply.memory;
@@ -398,7 +407,9 @@ export class TrainingRun {
 
   async #checkpoint(epoch: number, stepInEpoch: number, step: number, validationLoss: number | null, resumeAt: { epoch: number; stepInEpoch: number }): Promise<void> {
     if (!this.#events.checkpoint) return;
-    const { state } = await this.#guard(this.#workers[0]!.request({ type: 'get-state' }, 'state'));
+    // Sharded optimiser moments (shared-memory exchange) are gathered by every worker together.
+    const asked = this.#shared ? this.#workers : this.#workers.slice(0, 1);
+    const [{ state }] = await this.#guard(Promise.all(asked.map((w) => w.request({ type: 'get-state' }, 'state'))));
     await this.#events.checkpoint({ epoch, stepInEpoch, step, trainLoss: this.#snapshot.trainLoss, validationLoss, state, resumeAt });
   }
 

@@ -1,7 +1,7 @@
 import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import type { ErrorData } from '../../src-shared/errors';
 import type { GpuSituation, BackendStatus } from '../engine/backends';
-import type { LossParts, LossScalerState, OptimizerState } from '../engine/kernel';
+import type { LossParts, LossScalerState, OptimizerState, StepPhases } from '../engine/kernel';
 import type { ExchangeLayout } from './gradient-exchange';
 import type { SharedExchangeLayout } from './shared-exchange';
 
@@ -21,7 +21,18 @@ export interface EngineSnapshot {
 }
 
 export type ToWorker =
-  | { type: 'init'; seq: number; rank: number; worldSize: number; config: EngineConfig; backend: BackendId | 'auto'; gpu: GpuSituation; exchange: ExchangeLayout | SharedExchangeLayout | null }
+  | {
+      type: 'init';
+      seq: number;
+      rank: number;
+      worldSize: number;
+      config: EngineConfig;
+      backend: BackendId | 'auto';
+      gpu: GpuSituation;
+      exchange: ExchangeLayout | SharedExchangeLayout | null;
+      /** Time each step's phases and report them with the gradients (benchmarks; off otherwise). */
+      profile?: boolean;
+    }
   | { type: 'set-state'; seq: number; state: EngineSnapshot }
   | { type: 'get-state'; seq: number }
   /** Data for a future step, sent ahead so the worker never waits for it. */
@@ -72,6 +83,8 @@ export type FromWorker =
       exchangeMs: number;
       /** Mixed precision, every SCALER_REPORT_EVERY steps (a readback): the loss scaler. */
       scaler?: ScalerReport;
+      /** With init's `profile`: where this step's time went in the worker (ms). */
+      phases?: StepPhases;
     }
   | { type: 'applied'; replyTo: number }
   | { type: 'evaluated'; replyTo: number; rows: number; loss: LossParts }

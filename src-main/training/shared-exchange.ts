@@ -1,4 +1,5 @@
 import { QuadraError } from '../../src-shared/errors';
+import type { StepPhases } from '../engine/kernel';
 import { weightedSum } from './weighted-sum';
 
 /**
@@ -10,6 +11,11 @@ import { weightedSum } from './weighted-sum';
  * reduceInto). Two slot sets alternate by step parity: a fast worker writing step s+1 never
  * overwrites a slot a slow one is still reading for step s (it cannot reach step s+2 before the slow one has
  * arrived at step s+1's barrier, i.e. finished reading step s).
+ *
+ * ZeRO-1 (a kernel with a sharded optimiser, e.g. simd): worker r owns `shards[r]` of the updated
+ * part of the flat layout. After the barrier it sums only its shard of every slot, runs AdamW on
+ * it, publishes the new parameters of its shard in `parameters` and, after a second barrier, copies
+ * the other shards in. The moments stay with their owner; `moments` gathers them for a snapshot.
  */
 export interface SharedExchangeLayout {
   kind: 'shared';
@@ -17,31 +23,82 @@ export interface SharedExchangeLayout {
   workers: number;
   /** Values per slot (the model's parameter count). */
   size: number;
+  /**
+   * Each rank's [start, end) of the part of the layout the optimiser updates (all of it, or the
+   * field part when the spiking network gets no gradient): contiguous, 16-float (cache line) aligned.
+   */
+  shards: Array<[number, number]>;
 }
 
-// Header (Int32): arrived count, generation, abort flag, then per rank: rows, ok flag.
+// Header (Int32): arrived count, generation, abort flag, then per rank: rows, ok flag; sized by
+// the worker count and rounded up to a cache line, so the float regions after it stay aligned.
 const ARRIVED = 0;
 const GENERATION = 1;
 const ABORT = 2;
 const HEADER = 3;
-const HEADER_BYTES = 64 * 4;
 /** Atomics.wait slice: a waiting worker checks the abort flag this often. */
 const WAIT_SLICE_MS = 200;
+/** A blocking barrier spins this long before it sleeps… */
+const SPIN_MS = 0.1;
+/** …unless its last wait was longer than this (a loaded machine, or workers far apart). */
+const SPIN_SKIP_MS = 1;
+/** Shard boundaries fall on cache lines (16 floats), so two owners never write one line. */
+const SHARD_ALIGN = 16;
 
-/** The most workers the header has room for (two Int32 per rank). */
-export const MAX_SHARED_EXCHANGE_WORKERS = Math.floor((HEADER_BYTES / 4 - HEADER) / 2);
+/**
+ * The most worker threads one run may have: more than the cores of any machine this runs on (the
+ * header grows with the count), while the slots, two gradients per worker, stay a few hundred MiB
+ * for the default model.
+ */
+export const MAX_SHARED_EXCHANGE_WORKERS = 128;
 
-export function createSharedExchange(workers: number, size: number): SharedExchangeLayout {
-  if (workers > MAX_SHARED_EXCHANGE_WORKERS) {
-    throw new QuadraError('INVALID_ARGUMENT', `the shared-memory gradient exchange holds at most ${MAX_SHARED_EXCHANGE_WORKERS} workers, got ${workers}`, { field: 'workers' });
+function headerBytes(workers: number): number {
+  return Math.ceil(((HEADER + 2 * workers) * 4) / 64) * 64;
+}
+
+/** Offsets (bytes) of the regions after the header: shared parameters, gathered moments (m, v), slots. */
+function regions(workers: number, size: number): { parameters: number; moments: number; slots: number; end: number } {
+  const parameters = headerBytes(workers);
+  const moments = parameters + size * 4;
+  const slots = moments + 2 * size * 4;
+  return { parameters, moments, slots, end: slots + 2 * workers * size * 4 };
+}
+
+/**
+ * Splits [0, count) into `workers` contiguous ranges of nearly equal length (AdamW and the reduce
+ * cost the same per value), boundaries on 16-float cache lines; trailing ranges may be empty.
+ */
+export function shardRanges(count: number, workers: number): Array<[number, number]> {
+  const lines = Math.ceil(count / SHARD_ALIGN);
+  const ranges: Array<[number, number]> = [];
+  for (let r = 0; r < workers; r++) {
+    const start = Math.min(count, Math.round((lines * r) / workers) * SHARD_ALIGN);
+    const end = Math.min(count, Math.round((lines * (r + 1)) / workers) * SHARD_ALIGN);
+    ranges.push([start, end]);
   }
-  const buffer = new SharedArrayBuffer(HEADER_BYTES + 2 * workers * size * 4);
-  return { kind: 'shared', buffer, workers, size };
+  return ranges;
+}
+
+/** `updated`: how much of the layout (from its start) the optimiser updates; the rest is never sharded. */
+export function createSharedExchange(workers: number, size: number, updated = size): SharedExchangeLayout {
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_SHARED_EXCHANGE_WORKERS) {
+    throw new QuadraError('INVALID_ARGUMENT', `the shared-memory gradient exchange holds 1 to ${MAX_SHARED_EXCHANGE_WORKERS} workers, got ${workers}`, { field: 'workers' });
+  }
+  const { end } = regions(workers, size);
+  let buffer: SharedArrayBuffer;
+  try {
+    buffer = new SharedArrayBuffer(end);
+  } catch (error) {
+    throw new QuadraError('UNSUPPORTED', `the shared-memory gradient exchange for ${workers} workers needs ${Math.ceil(end / 2 ** 20)} MiB, which could not be allocated: ${String(error)}`, {
+      field: 'workers',
+    });
+  }
+  return { kind: 'shared', buffer, workers, size, shards: shardRanges(updated, workers) };
 }
 
 /** Tells every waiting worker to give up (the run failed: a worker died or diverged). */
 export function abortSharedExchange(layout: SharedExchangeLayout): void {
-  const header = new Int32Array(layout.buffer, 0, HEADER_BYTES / 4);
+  const header = new Int32Array(layout.buffer, 0, headerBytes(layout.workers) / 4);
   Atomics.store(header, ABORT, 1);
   Atomics.notify(header, GENERATION);
 }
@@ -56,24 +113,48 @@ export class SharedExchangeClient {
   readonly rank: number;
   #header: Int32Array;
   #slots: Float32Array[][];
+  /** How long this worker's last blocking barrier waited (ms). */
+  #lastWaitMs = 0;
+  /** ZeRO-1: the parameters every owner publishes its shard into. */
+  readonly parameters: Float32Array;
+  /** ZeRO-1: Adam's m and v, gathered from their owners for a snapshot. */
+  readonly moments: { m: Float32Array; v: Float32Array };
 
   constructor(layout: SharedExchangeLayout, rank: number) {
     this.layout = layout;
     this.rank = rank;
-    this.#header = new Int32Array(layout.buffer, 0, HEADER_BYTES / 4);
     const { workers, size } = layout;
-    this.#slots = [0, 1].map((set) =>
-      Array.from({ length: workers }, (_, r) => new Float32Array(layout.buffer, HEADER_BYTES + (set * workers + r) * size * 4, size)),
-    );
+    const at = regions(workers, size);
+    this.#header = new Int32Array(layout.buffer, 0, headerBytes(workers) / 4);
+    this.parameters = new Float32Array(layout.buffer, at.parameters, size);
+    this.moments = { m: new Float32Array(layout.buffer, at.moments, size), v: new Float32Array(layout.buffer, at.moments + size * 4, size) };
+    this.#slots = [0, 1].map((set) => Array.from({ length: workers }, (_, r) => new Float32Array(layout.buffer, at.slots + (set * workers + r) * size * 4, size)));
+  }
+
+  /** This worker's shard of the updated layout. */
+  get shard(): [number, number] {
+    return this.layout.shards[this.rank] ?? [0, 0];
+  }
+
+  /** A barrier with nothing to contribute (ZeRO-1: every shard is published; a snapshot's gather). */
+  barrier(): void {
+    this.#barrier();
   }
 
   /**
    * Contributes this worker's gradients for `step` (null when its step failed) and waits for every
-   * worker. Returns the reduce weights (rows_r / Σ rows), or null when any worker failed.
+   * worker. Returns the reduce weights (rows_r / Σ rows), or null when any worker failed. `phases`
+   * (a profile) gets the copy and the wait; `skip` is a range no other worker reads (see #arrive).
    */
-  exchange(step: number, gradients: Float32Array | null, rows: number): number[] | null {
-    this.#arrive(step, gradients, rows);
+  exchange(step: number, gradients: Float32Array | null, rows: number, phases?: StepPhases | null, skip?: readonly [number, number]): number[] | null {
+    const start = phases ? performance.now() : 0;
+    this.#arrive(step, gradients, rows, skip);
+    const arrived = phases ? performance.now() : 0;
     this.#barrier();
+    if (phases) {
+      phases.gradientCopy = (phases.gradientCopy ?? 0) + (arrived - start);
+      phases.barrier = (phases.barrier ?? 0) + (performance.now() - arrived);
+    }
     return this.#weights();
   }
 
@@ -87,8 +168,13 @@ export class SharedExchangeClient {
     return this.#weights();
   }
 
-  #arrive(step: number, gradients: Float32Array | null, rows: number): void {
-    if (gradients) this.#slots[step % 2]![this.rank]!.set(gradients);
+  /** `skip`: a range of `gradients` nobody reads from the slot (ZeRO-1: this worker's own shard, reduced in place). */
+  #arrive(step: number, gradients: Float32Array | null, rows: number, skip?: readonly [number, number]): void {
+    const slot = this.#slots[step % 2]![this.rank]!;
+    if (gradients && skip) {
+      slot.set(gradients.subarray(0, skip[0]), 0);
+      slot.set(gradients.subarray(skip[1]), skip[1]);
+    } else if (gradients) slot.set(gradients);
     Atomics.store(this.#header, HEADER + 2 * this.rank, rows);
     Atomics.store(this.#header, HEADER + 2 * this.rank + 1, gradients ? 1 : 0);
   }
@@ -119,7 +205,18 @@ export class SharedExchangeClient {
   #barrier(): void {
     const generation = this.#enterBarrier();
     if (generation === null) return;
+    // Spin briefly before sleeping while the others have been arriving soon after this worker: a
+    // thread asleep in Atomics.wait waits for the scheduler to wake it (two workers on two idle
+    // cores: about +2% samples/s, within the noise). On a busy machine the waits grow past
+    // SPIN_SKIP_MS and spinning stops, so it does not take a core from a thread that would use it.
+    const arrived = performance.now();
+    if (this.#lastWaitMs < SPIN_SKIP_MS) {
+      for (let i = 1; Atomics.load(this.#header, GENERATION) === generation; i++) {
+        if ((i & 63) === 0 && performance.now() - arrived > SPIN_MS) break;
+      }
+    }
     while (this.#stillWaiting(generation)) Atomics.wait(this.#header, GENERATION, generation, WAIT_SLICE_MS);
+    this.#lastWaitMs = performance.now() - arrived;
   }
 
   async #barrierAsync(): Promise<void> {

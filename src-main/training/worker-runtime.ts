@@ -2,7 +2,7 @@ import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import { toErrorData, QuadraError } from '../../src-shared/errors';
 import type { GpuSituation } from '../engine/backends';
 import type { EngineCore } from '../engine/engine-core';
-import type { ModelKernel } from '../engine/kernel';
+import type { ModelKernel, StepPhases } from '../engine/kernel';
 import { Rng } from '../engine/random';
 import type { ExchangeLayout } from './gradient-exchange';
 import { SharedExchangeClient, type SharedExchangeLayout } from './shared-exchange';
@@ -61,6 +61,11 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
   let exchange: FileExchange | null = null;
   let shared: SharedExchangeClient | null = null;
   let rank = 0;
+  /** ZeRO-1: moments of other workers' shards are stale here until gathered (a snapshot). */
+  let momentsScattered = false;
+  /** Profiling: when the previous step's work ended (the gap to the next is 'betweenSteps'). */
+  let profiling = false;
+  let lastStepEnd = 0;
   const batches = new Map<number, { rows: number; data: Float32Array }>();
   let batchArrived: (() => void) | null = null;
   let queue: Promise<void> = Promise.resolve();
@@ -96,6 +101,11 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
         shared = message.exchange?.kind === 'shared' ? openSharedExchange(message.exchange, message.rank) : null;
         engine = await platform.createEngine({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
         rank = message.rank;
+        profiling = message.profile === true;
+        if (shared && platform.mayBlock && shardsOptimizer(engine.kernel)) {
+          const [start, end] = shared.shard;
+          engine.kernel.setUpdateShard(start, end);
+        }
         send({
           type: 'ready',
           replyTo: message.seq,
@@ -108,9 +118,13 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
       }
       case 'set-state':
         await requireEngine().setState(message.state);
+        momentsScattered = false;
         send({ type: 'ok', replyTo: message.seq });
         return;
       case 'get-state': {
+        // Sharded moments: every worker is asked (the coordinator does), and they gather here.
+        if (momentsScattered && shared) gatherMoments(requireEngine().kernel, shared);
+        momentsScattered = false;
         const state = await requireEngine().getState();
         send({ type: 'state', replyTo: message.seq, state });
         return;
@@ -120,11 +134,16 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
         const kernel: ModelKernel = e.kernel;
         const batch = await waitForBatch(message.step);
         const start = performance.now();
+        const phases: StepPhases | null = profiling ? { betweenSteps: lastStepEnd > 0 ? start - lastStepEnd : 0 } : null;
+        kernel.profilePhases?.(phases);
         let loss;
         let applied = false;
         let exchangeMs = 0;
-        if (shared) {
-          ({ loss, applied, exchangeMs } = await stepShared(e, shared, message.step, batch, platform.mayBlock));
+        if (shared && platform.mayBlock && shardsOptimizer(kernel)) {
+          ({ loss, applied, exchangeMs } = await stepSharded(e, kernel, shared, message.step, batch, phases));
+          if (applied) momentsScattered = true;
+        } else if (shared) {
+          ({ loss, applied, exchangeMs } = await stepShared(e, shared, message.step, batch, platform.mayBlock, phases));
         } else {
           loss = await e.computeGradients(batch.data, batch.rows);
           if (exchange) exchange.write(rank, await kernel.readGradients());
@@ -133,6 +152,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
             applied = true;
           }
         }
+        kernel.profilePhases?.(null);
         const memory = e.memoryStats();
         const scaler = await scalerReport(kernel, message.step);
         send({
@@ -147,7 +167,9 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
           applied,
           exchangeMs,
           ...(scaler ? { scaler } : {}),
+          ...(phases ? { phases } : {}),
         });
+        lastStepEnd = performance.now();
         return;
       }
       case 'apply': {
@@ -224,9 +246,9 @@ function reducesInPlace(kernel: ModelKernel): kernel is InPlaceReducer {
  * whose gradients could not be read) still arrives, with no gradients, so the others skip the
  * update instead of waiting forever.
  */
-async function stepShared(e: EngineCore<ModelKernel>, client: SharedExchangeClient, step: number, batch: { rows: number; data: Float32Array }, mayBlock: boolean) {
+async function stepShared(e: EngineCore<ModelKernel>, client: SharedExchangeClient, step: number, batch: { rows: number; data: Float32Array }, mayBlock: boolean, phases: StepPhases | null) {
   const kernel: ModelKernel = e.kernel;
-  const exchange = (gradients: Float32Array | null) => (mayBlock ? client.exchange(step, gradients, batch.rows) : client.exchangeAsync(step, gradients, batch.rows));
+  const exchange = (gradients: Float32Array | null) => (mayBlock ? client.exchange(step, gradients, batch.rows, phases) : client.exchangeAsync(step, gradients, batch.rows));
   // A kernel that reduces in place has its gradients read and written in its own memory.
   const direct = reducesInPlace(kernel) ? kernel : null;
   let loss;
@@ -242,6 +264,7 @@ async function stepShared(e: EngineCore<ModelKernel>, client: SharedExchangeClie
   }
   const weights = await exchange(gradients);
   if (!weights) return { loss, applied: false, exchangeMs: performance.now() - start };
+  const reduceStart = performance.now();
   if (direct) {
     await direct.allReduce(client.rank, weights, client.slots(step));
   } else {
@@ -249,9 +272,84 @@ async function stepShared(e: EngineCore<ModelKernel>, client: SharedExchangeClie
     client.reduceInto(step, weights, mean);
     await kernel.writeGradients(mean);
   }
+  if (phases) lap(phases, 'reduce', reduceStart);
   const exchangeMs = performance.now() - start;
   await e.applyGradients();
   return { loss, applied: true, exchangeMs };
+}
+
+/** A kernel that updates one shard of the layout (ZeRO-1) over the shared-memory exchange. */
+type ShardingKernel = InPlaceReducer & Required<Pick<ModelKernel, 'setUpdateShard' | 'reduceShard' | 'parameterView' | 'momentViews' | 'parametersChanged'>>;
+
+function shardsOptimizer(kernel: ModelKernel): kernel is ShardingKernel {
+  return (
+    reducesInPlace(kernel) &&
+    kernel.capabilities.shardsOptimizer === true &&
+    [kernel.setUpdateShard, kernel.reduceShard, kernel.parameterView, kernel.momentViews, kernel.parametersChanged].every((method) => method !== undefined)
+  );
+}
+
+/**
+ * One step with a sharded optimiser (ZeRO-1): gradients of the updated part go into this worker's
+ * slot; after the barrier it sums only its own shard of every slot (rank order, as the full
+ * all-reduce: the same bits), runs AdamW on that shard, publishes the shard's parameters and,
+ * after a second barrier, copies the other shards in. Blocking waits only (worker threads).
+ */
+async function stepSharded(e: EngineCore<ModelKernel>, kernel: ShardingKernel, client: SharedExchangeClient, step: number, batch: { rows: number; data: Float32Array }, phases: StepPhases | null) {
+  const shards = client.layout.shards;
+  const updated = shards[shards.length - 1]![1];
+  const [lo, hi] = client.shard;
+  let loss;
+  try {
+    loss = await e.computeGradients(batch.data, batch.rows);
+  } catch (error) {
+    client.exchange(step, null, batch.rows);
+    throw error;
+  }
+  const start = performance.now();
+  // This worker's own shard is reduced from its own memory: only the others' shards go to the slot.
+  const weights = client.exchange(step, kernel.gradientView().subarray(0, updated), batch.rows, phases, client.shard);
+  if (!weights) return { loss, applied: false, exchangeMs: performance.now() - start };
+  let t = phases ? performance.now() : 0;
+  kernel.reduceShard(client.rank, weights, client.slots(step), lo, hi);
+  if (phases) t = lap(phases, 'reduce', t);
+  const exchangeMs = performance.now() - start;
+  await e.applyGradients();
+  t = phases ? performance.now() : 0;
+  const parameters = kernel.parameterView();
+  client.parameters.set(parameters.subarray(lo, hi), lo);
+  if (phases) t = lap(phases, 'parameterShare', t);
+  client.barrier();
+  if (phases) t = lap(phases, 'barrier', t);
+  parameters.set(client.parameters.subarray(0, lo), 0);
+  parameters.set(client.parameters.subarray(hi, updated), hi);
+  kernel.parametersChanged();
+  if (phases) lap(phases, 'parameterShare', t);
+  return { loss, applied: true, exchangeMs };
+}
+
+/** Every worker publishes its shard's moments and takes the others', so each holds the whole optimiser state. */
+function gatherMoments(kernel: ModelKernel, client: SharedExchangeClient): void {
+  if (!shardsOptimizer(kernel)) return;
+  const shards = client.layout.shards;
+  const [lo, hi] = client.shard;
+  const own = kernel.momentViews();
+  client.moments.m.set(own.m.subarray(lo, hi), lo);
+  client.moments.v.set(own.v.subarray(lo, hi), lo);
+  client.barrier();
+  const updated = shards[shards.length - 1]![1];
+  for (const key of ['m', 'v'] as const) {
+    own[key].set(client.moments[key].subarray(0, lo), 0);
+    own[key].set(client.moments[key].subarray(hi, updated), hi);
+  }
+  // No second barrier: the moments region is written only here, and the next gather comes after a
+  // step, whose barrier every worker reaches only once done reading this one.
+}
+
+function lap(phases: StepPhases, phase: keyof StepPhases, since: number): number {
+  const now = performance.now();
+  phases[phase] = (phases[phase] ?? 0) + (now - since);
+  return now;
 }
 
 /** The threads' shared-memory exchange; a page can only have received one when it is cross-origin isolated. */

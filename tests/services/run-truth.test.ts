@@ -177,7 +177,7 @@ describe('warm starts', () => {
 describe('no ghost runs', () => {
   it.each([
     ['too few rows for one batch', request({ dataset: 'synthetic:20', engine: { batchSize: 64, model: SMALL } }), 'INVALID_ARGUMENT'],
-    ['more simd workers than the shared exchange holds', request({ mode: 'multi-cpu', workers: 64, dataset: 'synthetic:2000', engine: { batchSize: 64, model: SMALL } }), 'INVALID_ARGUMENT'],
+    ['more simd workers than the shared exchange holds', request({ mode: 'multi-cpu', workers: 129, dataset: 'synthetic:2000', engine: { batchSize: 256, model: SMALL } }), 'INVALID_ARGUMENT'],
     ['a fractional worker count', request({ mode: 'multi-cpu', workers: 30.5 }), 'INVALID_ARGUMENT'],
     ['mixed precision on a CPU backend', request({ engine: { batchSize: 16, model: SMALL, precision: 'mixed' } }), 'UNSUPPORTED'],
     ['an impossible model', request({ engine: { batchSize: 16, model: { ...SMALL, fieldSize: 0 } } }), 'INVALID_ARGUMENT'],
@@ -192,8 +192,8 @@ describe('no ghost runs', () => {
 
   it('the simd worker limit says a whole number', async () => {
     const store = freshStore();
-    await expect(startTraining(request({ mode: 'multi-cpu', workers: 64, dataset: 'synthetic:2000' }), { store, hardware: HARDWARE })).rejects.toThrow(
-      'the simd backend trains at most 30 workers (its shared-memory gradient exchange), got 64',
+    await expect(startTraining(request({ mode: 'multi-cpu', workers: 129, dataset: 'synthetic:2000' }), { store, hardware: HARDWARE })).rejects.toThrow(
+      'the simd backend trains at most 128 workers (its shared-memory gradient exchange), got 129',
     );
     store.close();
   });

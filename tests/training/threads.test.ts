@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { TrainingRun, type TrainingPlan } from '../../src-main/training/coordinator';
 import { threadTransport } from '../../src-main/training/thread-transport';
 import type { TransportFactory, WorkerTransport } from '../../src-main/training/transport';
+import { buildLayout } from '../../src-main/engine/layout';
+import { createSharedExchange, shardRanges, SharedExchangeClient } from '../../src-main/training/shared-exchange';
 import { firstBitDifference, maxAbsDiff } from '../helpers/engine';
 import { F, plan as basePlan, runCapturing } from '../helpers/training';
 
@@ -45,6 +47,30 @@ describe('simd backend: data-parallel training in worker threads with a shared-m
     expect(maxAbsDiff(one.replicas[0]!.parameters, untouched.replicas[0]!.parameters)).toBeGreaterThan(1e-4);
   });
 
+  it.each(['surrogate', 'none'] as const)(
+    'ZeRO-1 with 3 workers of unequal shards (%s): replicas bit-identical, moments gathered, equal to one worker',
+    async (spikeGradient) => {
+      const engine = { batchSize: 24, model: { dropout: 0, spikeLossWeight: 0, spikeGradient } };
+      const layout = buildLayout(plan({ engine }).config.model);
+      const shards = createSharedExchange(3, layout.total, spikeGradient === 'surrogate' ? layout.total : layout.fieldCount).shards;
+      // The small model's shards differ in length and (surrogate) one spans the field/spiking optimiser boundary.
+      expect(new Set(shards.map(([a, b]) => b - a)).size).toBeGreaterThan(1);
+      if (spikeGradient === 'surrogate') expect(shards.some(([a, b]) => a < layout.fieldCount && b > layout.fieldCount)).toBe(true);
+      const one = await runCapturing(plan({ workers: 1, mode: 'single', engine }));
+      const three = await runCapturing(plan({ workers: 3, engine }));
+      expect(three.outcome.status).toBe('completed');
+      for (const replica of three.replicas.slice(1)) {
+        expect(firstBitDifference(three.replicas[0]!.parameters, replica.parameters)).toBe(-1);
+        expect(firstBitDifference(three.replicas[0]!.optimizer.m, replica.optimizer.m)).toBe(-1);
+        expect(firstBitDifference(three.replicas[0]!.optimizer.v, replica.optimizer.v)).toBe(-1);
+      }
+      expect(maxAbsDiff(one.replicas[0]!.parameters, three.replicas[0]!.parameters)).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff(one.replicas[0]!.optimizer.m, three.replicas[0]!.optimizer.m)).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff(one.replicas[0]!.optimizer.v, three.replicas[0]!.optimizer.v)).toBeLessThanOrEqual(1e-5);
+      expect(three.replicas[0]!.optimizer.fieldStep).toBe(three.outcome.step);
+    },
+  );
+
   it('a NaN loss in one shard stops the run as diverged; the other thread does not wait forever', async () => {
     const p = plan({ workers: 2, rows: 64 });
     for (const row of p.trainRows.subarray(0, 30)) p.data.fill(Number.NaN, row * F, row * F + F);
@@ -68,5 +94,37 @@ describe('simd backend: data-parallel training in worker threads with a shared-m
     expect(Date.now() - endedAt).toBeLessThan(5000);
     expect(outcome.status).toBe('failed');
     expect(outcome.error?.message).toContain('worker rank 1');
+  });
+});
+
+describe('the shared exchange', () => {
+  it('splits the optimiser into contiguous cache-line shards that cover it once, balanced to a line', () => {
+    for (const [count, workers] of [[1898, 3], [1612, 3], [330_000, 2], [40, 5], [7, 2]] as const) {
+      const shards = shardRanges(count, workers);
+      expect(shards).toHaveLength(workers);
+      expect(shards[0]![0]).toBe(0);
+      expect(shards[workers - 1]![1]).toBe(count);
+      shards.forEach(([start, end], r) => {
+        expect(start % 16 === 0 || start === count).toBe(true);
+        if (r > 0) expect(start).toBe(shards[r - 1]![1]);
+        expect(end).toBeGreaterThanOrEqual(start);
+      });
+      const lengths = shards.map(([a, b]) => b - a);
+      if (count >= 16 * workers) expect(Math.max(...lengths) - Math.min(...lengths)).toBeLessThanOrEqual(16 + (count % 16));
+    }
+  });
+
+  it('holds up to 128 workers (the header grows with them) and refuses more', async () => {
+    const layout = createSharedExchange(128, 4);
+    const clients = Array.from({ length: 128 }, (_, r) => new SharedExchangeClient(layout, r));
+    // Rank r brings r + 1 rows and gradients all equal to r: every rank's cell and slot stay apart.
+    const weights = await Promise.all(clients.map((c, r) => c.exchangeAsync(1, new Float32Array(4).fill(r), r + 1)));
+    const total = (128 * 129) / 2;
+    for (const w of weights) expect(w).toEqual(Array.from({ length: 128 }, (_, r) => (r + 1) / total));
+    const mean = new Float32Array(4);
+    clients[0]!.reduceInto(1, weights[0]!, mean);
+    const expected = Array.from({ length: 128 }, (_, r) => (r * (r + 1)) / total).reduce((a, b) => a + b, 0);
+    expect(mean[3]).toBeCloseTo(expected, 2);
+    expect(() => createSharedExchange(129, 4)).toThrow('the shared-memory gradient exchange holds 1 to 128 workers, got 129');
   });
 });

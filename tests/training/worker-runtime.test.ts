@@ -80,18 +80,24 @@ async function oneStep(exchange: 'none' | 'shared', onEngine?: (engine: Oscillat
 afterEach(() => vi.restoreAllMocks());
 
 describe('the worker over any ParentChannel', () => {
-  it('trains through the kernel\'s in-place all-reduce and through the general path to the same bits', async () => {
+  it('trains through the sharded optimiser, the kernel\'s in-place all-reduce and the general path to the same bits', async () => {
     const calls: string[] = [];
     const record = (engine: OscillatorEngine<ModelKernel>) => {
       const kernel = engine.kernel;
-      for (const method of ['allReduce', 'readGradients', 'writeGradients'] as const) {
+      for (const method of ['reduceShard', 'allReduce', 'readGradients', 'writeGradients'] as const) {
         const original = kernel[method]!.bind(kernel) as (...args: unknown[]) => unknown;
         Object.defineProperty(kernel, method, { value: (...args: unknown[]) => (calls.push(method), original(...args)) });
       }
     };
     const alone = await oneStep('none');
+    // simd in a thread that may block: ZeRO-1 (with one worker its shard is the whole layout).
+    const sharded = await oneStep('shared', (engine) => {
+      expect(engine.kernel.capabilities.shardsOptimizer).toBe(true);
+      record(engine);
+    });
+    expect(calls.splice(0)).toEqual(['reduceShard']);
     const inPlace = await oneStep('shared', (engine) => {
-      expect(engine.kernel.capabilities.allReducesInPlace).toBe(true);
+      Object.defineProperty(engine.kernel, 'capabilities', { value: { synchronous: true, allReducesInPlace: true, shardsOptimizer: false } });
       record(engine);
     });
     expect(calls.splice(0)).toEqual(['allReduce']);
@@ -101,6 +107,7 @@ describe('the worker over any ParentChannel', () => {
       record(engine);
     });
     expect(calls.splice(0)).toEqual(['readGradients', 'writeGradients']);
+    expect(firstBitDifference(alone, sharded)).toBe(-1);
     expect(firstBitDifference(alone, inPlace)).toBe(-1);
     expect(firstBitDifference(alone, general)).toBe(-1);
   });

@@ -1,6 +1,6 @@
 import type { ModelConfig, OptimizerConfig } from '../../../src-shared/engine-config';
 import { QuadraError } from '../../../src-shared/errors';
-import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type SyncModelKernel, type OptimizerState } from '../kernel';
+import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type SyncModelKernel, type OptimizerState, type StepPhase, type StepPhases } from '../kernel';
 import { spikeLossHost } from '../lif-host';
 import type { ParamLayout } from '../layout';
 import { Rng } from '../random';
@@ -24,8 +24,9 @@ interface KernelExports {
   resultPtr(): number;
   refreshTransposes(spiking: number): void;
   reduceScratchPtr(): number;
-  reduceTerm(src: number, weight: number, mode: number): void;
-  trainStep(rows: number, state1: number, state3: number, threshold: number, keep: number, surrogate: number, spikeWeight: number, smooth: number): void;
+  reduceTerm(src: number, weight: number, mode: number, start: number, end: number): void;
+  trainForward(rows: number, state1: number, state3: number, threshold: number, keep: number, surrogate: number, spikeWeight: number, smooth: number): void;
+  trainBackward(rows: number, surrogate: number): void;
   forward(rows: number, smooth: number): void;
   adamw(start: number, end: number, beta1: number, oneMinusBeta1: number, beta2: number, oneMinusBeta2: number, decayFactor: number, stepSize: number, invSqrtBc2: number, eps: number): void;
 }
@@ -45,7 +46,7 @@ const FORWARD_CHUNK = 256;
 export class SimdKernel implements SyncModelKernel {
   readonly backend = 'simd' as const;
   /** Gradients live in the module's memory: the all-reduce sums into them there (allReduce). */
-  readonly capabilities = { synchronous: true, allReducesInPlace: true } as const;
+  readonly capabilities = { synchronous: true, allReducesInPlace: true, shardsOptimizer: true } as const;
   readonly model: ModelConfig;
   readonly layout: ParamLayout;
   readonly relaxed: boolean;
@@ -59,6 +60,11 @@ export class SimdKernel implements SyncModelKernel {
   #spikeStep = 0;
   #pending = false;
   #disposed = false;
+  /** ZeRO-1: the range of the layout applyGradients updates (null: all of it). */
+  #shard: [number, number] | null = null;
+  /** Parameters changed since the Wᵀ copies were written: 0 no, 1 the field ones, 2 all of them. */
+  #stale = 0;
+  #phases: StepPhases | null = null;
 
   constructor(model: ModelConfig, layout: ParamLayout, initialParameters: Float32Array, options: { module?: SimdModule; capacity?: number } = {}) {
     const problem = simdModelProblem(model);
@@ -91,20 +97,17 @@ export class SimdKernel implements SyncModelKernel {
     this.#assertAlive();
     checkBatch(batch, rows, this.model.fieldSize);
     this.#ensureCapacity(rows);
+    this.#refreshIfStale();
     this.#view(this.#x.inputPtr(), batch.length).set(batch);
     const p = this.model.dropout;
     const threshold = p > 0 ? Math.floor(p * 4294967296) : 0;
     const keep = p > 0 ? Math.fround(1 / (1 - p)) : 1;
-    this.#x.trainStep(
-      rows,
-      Rng.deriveState(dropoutSeed, 1),
-      Rng.deriveState(dropoutSeed, 3),
-      threshold,
-      keep,
-      this.model.spikeGradient === 'surrogate' ? 1 : 0,
-      this.model.spikeLossWeight,
-      this.spikeForward === 'smooth' ? 1 : 0,
-    );
+    const surrogate = this.model.spikeGradient === 'surrogate' ? 1 : 0;
+    let t = this.#phases ? performance.now() : 0;
+    this.#x.trainForward(rows, Rng.deriveState(dropoutSeed, 1), Rng.deriveState(dropoutSeed, 3), threshold, keep, surrogate, this.model.spikeLossWeight, this.spikeForward === 'smooth' ? 1 : 0);
+    if (this.#phases) t = this.#lap('forward', t);
+    this.#x.trainBackward(rows, surrogate);
+    if (this.#phases) this.#lap('backward', t);
     this.#pending = true;
     return this.#losses();
   }
@@ -147,9 +150,54 @@ export class SimdKernel implements SyncModelKernel {
         this.#view(src, this.layout.total).set(slots[r]!);
       }
       const mode = n === 1 ? 3 : r === 0 ? 0 : r === n - 1 ? 2 : 1;
-      this.#x.reduceTerm(src, weights[r]!, mode);
+      this.#x.reduceTerm(src, weights[r]!, mode, 0, this.layout.total);
     }
     this.#pending = true;
+  }
+
+  /** allReduce over [start, end) only: each peer's part of that range is copied in, then summed in rank order. */
+  reduceShard(rank: number, weights: readonly number[], slots: readonly Float32Array[], start: number, end: number): void {
+    this.#assertAlive();
+    const n = slots.length;
+    if (start < 0 || end > this.layout.total || start > end || start % 4 !== 0) {
+      throw new QuadraError('INTERNAL', `reduceShard: [${start}, ${end}) is not a 4-aligned range of ${this.layout.total} parameters`);
+    }
+    if (end > start) {
+      for (let r = 0; r < n; r++) {
+        let src = this.#x.gradsPtr();
+        if (r !== rank) {
+          src = this.#x.reduceScratchPtr();
+          this.#view(src + start * 4, end - start).set(slots[r]!.subarray(start, end));
+        }
+        const mode = n === 1 ? 3 : r === 0 ? 0 : r === n - 1 ? 2 : 1;
+        this.#x.reduceTerm(src, weights[r]!, mode, start, end);
+      }
+    }
+    this.#pending = true;
+  }
+
+  setUpdateShard(start: number, end: number): void {
+    if (start < 0 || end > this.layout.total || start > end) throw new QuadraError('INTERNAL', `setUpdateShard: [${start}, ${end}) is outside ${this.layout.total} parameters`);
+    this.#shard = [start, end];
+  }
+
+  parameterView(): Float32Array {
+    this.#assertAlive();
+    return this.#view(this.#x.paramsPtr(), this.layout.total);
+  }
+
+  momentViews(): { m: Float32Array; v: Float32Array } {
+    this.#assertAlive();
+    return { m: this.#view(this.#x.momentsPtr(), this.layout.total), v: this.#view(this.#x.velocitiesPtr(), this.layout.total) };
+  }
+
+  /** The Wᵀ copies are rewritten before the next forward (field ones; the spiking ones too if those can change). */
+  parametersChanged(): void {
+    this.#stale = Math.max(this.#stale, this.model.spikeGradient === 'surrogate' ? 2 : 1);
+  }
+
+  profilePhases(phases: StepPhases | null): void {
+    this.#phases = phases;
   }
 
   applyGradients(opt: OptimizerConfig): void {
@@ -158,10 +206,18 @@ export class SimdKernel implements SyncModelKernel {
     const fieldStep = this.#fieldStep + 1;
     const updateSpike = this.model.spikeGradient === 'surrogate';
     const spikeStep = updateSpike ? this.#spikeStep + 1 : this.#spikeStep;
-    this.#adamw(0, this.layout.fieldCount, fieldStep, opt);
+    const [lo, hi] = this.#shard ?? [0, this.layout.total];
+    const fieldCount = this.layout.fieldCount;
+    const t = this.#phases ? performance.now() : 0;
+    if (lo < fieldCount) this.#adamw(lo, Math.min(hi, fieldCount), fieldStep, opt);
     // Like PyTorch, parameters without a gradient ('none' mode: the spiking ones) are not touched.
-    if (updateSpike) this.#adamw(this.layout.fieldCount, this.layout.total, spikeStep, opt);
-    this.#x.refreshTransposes(updateSpike ? 1 : 0);
+    if (updateSpike && hi > fieldCount) this.#adamw(Math.max(lo, fieldCount), hi, spikeStep, opt);
+    if (this.#phases) this.#lap('adamw', t);
+    // A sharded update refreshes once every shard has come in (parametersChanged).
+    if (!this.#shard) {
+      this.#stale = Math.max(this.#stale, updateSpike ? 2 : 1);
+      this.#refreshIfStale();
+    }
     this.#fieldStep = fieldStep;
     this.#spikeStep = spikeStep;
     this.#pending = false;
@@ -171,6 +227,7 @@ export class SimdKernel implements SyncModelKernel {
     this.#assertAlive();
     const F = this.model.fieldSize;
     checkBatch(batch, rows, F);
+    this.#refreshIfStale();
     const chunk = Math.max(this.#capacity, FORWARD_CHUNK);
     const fieldOutput = new Float32Array(rows * F);
     const spikeRates = new Float32Array(rows * F);
@@ -199,6 +256,7 @@ export class SimdKernel implements SyncModelKernel {
     this.#assertAlive();
     checkLength('parameters', parameters, this.layout.total);
     this.#view(this.#x.paramsPtr(), this.layout.total).set(parameters);
+    this.#stale = 0;
     this.#x.refreshTransposes(1);
   }
 
@@ -244,6 +302,21 @@ export class SimdKernel implements SyncModelKernel {
       1 / Math.sqrt(1 - o.beta2 ** step),
       o.epsilon,
     );
+  }
+
+  #refreshIfStale(): void {
+    if (this.#stale === 0) return;
+    const t = this.#phases ? performance.now() : 0;
+    this.#x.refreshTransposes(this.#stale === 2 ? 1 : 0);
+    this.#stale = 0;
+    if (this.#phases) this.#lap('transposes', t);
+  }
+
+  /** Adds the time since `since` to a phase; returns now. */
+  #lap(phase: StepPhase, since: number): number {
+    const now = performance.now();
+    this.#phases![phase] = (this.#phases![phase] ?? 0) + (now - since);
+    return now;
   }
 
   #losses(): LossParts {

@@ -195,20 +195,21 @@ export function heapBase(): usize { return __heap_base; }
 export function reduceScratchPtr(): usize { return RED; }
 
 /**
- * One term of the gradient all-reduce Σ_r w_r·g_r, in rank order so every replica rounds alike:
+ * One term of the gradient all-reduce Σ_r w_r·g_r over [start, end) (multiples of 4, or end = the
+ * parameter count), in rank order so every replica rounds alike:
  * mode 0: ACC = w·src; 1: ACC += w·src; 2: G = ACC + w·src (last term); 3: G = w·src (one term).
  * `src` is G itself (this worker's own term) or the scratch holding a peer's gradients.
  */
-export function reduceTerm(src: usize, w: f32, mode: i32): void {
+export function reduceTerm(src: usize, w: f32, mode: i32, start: i32, end: i32): void {
   const wv = f32x4.splat(w);
-  const n4 = NP & ~3;
+  const n4 = start + ((end - start) & ~3);
   const dst = mode >= 2 ? G : ACC;
-  for (let i = 0; i < n4; i += 4) {
+  for (let i = start; i < n4; i += 4) {
     const o = <usize>i << 2;
     const t = f32x4.mul(wv, v128.load(src + o));
     v128.store(dst + o, mode == 1 || mode == 2 ? f32x4.add(v128.load(ACC + o), t) : t);
   }
-  for (let i = n4; i < NP; i++) {
+  for (let i = n4; i < end; i++) {
     const o = <usize>i << 2;
     const t = w * load<f32>(src + o);
     store<f32>(dst + o, mode == 1 || mode == 2 ? load<f32>(ACC + o) + t : t);
@@ -995,6 +996,12 @@ function fieldBackward(rows: i32): void {
  * only with `surrogate`). RES[0] = reconstruction loss, RES[1] = spike loss (f64).
  */
 export function trainStep(rows: i32, state1: u32, state3: u32, threshold: u32, keep: f32, surrogate: i32, spikeWeight: f64, smooth: i32): void {
+  trainForward(rows, state1, state3, threshold, keep, surrogate, spikeWeight, smooth);
+  trainBackward(rows, surrogate);
+}
+
+/** trainStep's forward half (losses into RES, DY and DRATES ready); split out so a profile can time the halves. */
+export function trainForward(rows: i32, state1: u32, state3: u32, threshold: u32, keep: f32, surrogate: i32, spikeWeight: f64, smooth: i32): void {
   if (threshold) {
     dropoutMask(rows * H, state1, threshold, keep, MK1);
     dropoutMask(rows * H, state3, threshold, keep, MK3);
@@ -1011,6 +1018,10 @@ export function trainStep(rows: i32, state1: u32, state3: u32, threshold: u32, k
   reconstruction(rows, 1);
   spikingForward(rows, surrogate, smooth);
   spikeLoss(rows * F, spikeWeight, surrogate);
+}
+
+/** trainStep's backward half: the gradients into G (the spiking part only with `surrogate`). */
+export function trainBackward(rows: i32, surrogate: i32): void {
   fieldBackward(rows);
   if (surrogate) spikingBackward(rows);
 }
