@@ -13,6 +13,8 @@ Install (Debian, as root):
 Run (from the repo root; use Debian's Python, which has torch):
     /usr/bin/python3 bench/pytorch-reference.py
     /usr/bin/python3 bench/pytorch-reference.py --batch-size 256 --spike-gradient none --json
+    /usr/bin/python3 bench/pytorch-reference.py --threads auto   # the fastest thread count, by trial
+`quadra bench --backend pytorch` and the Benchmarks view run it with --threads auto --json.
 
 On an NVIDIA GPU (any torch built with CUDA; the GPU benchmark bundle's run.sh does this):
     python3 bench/pytorch-reference.py --device cuda --batch-size 1024
@@ -28,6 +30,7 @@ once libopenblas0-pthread is installed). The header line says which one ran.
 import argparse
 import ctypes
 import json
+import os
 import re
 import statistics
 import sys
@@ -289,6 +292,11 @@ def whole_number(minimum, maximum):
     return parse
 
 
+def thread_count(text):
+    """A whole number of threads, or 'auto': the fastest count found by a short trial (see choose_threads)."""
+    return "auto" if text == "auto" else whole_number(1, 1_024)(text)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="PyTorch reference for `npx quadra bench`: trainStep and processBatch "
@@ -303,8 +311,9 @@ def parse_args(argv):
                         help="timed repeats (default 5)")
     parser.add_argument("--warmup", type=whole_number(0, 100_000), default=20, metavar="N",
                         help="untimed warm-up steps (default 20)")
-    parser.add_argument("--threads", type=whole_number(1, 1_024), default=1, metavar="N",
-                        help="intra-op, inter-op and BLAS threads (default 1)")
+    parser.add_argument("--threads", type=thread_count, default=1, metavar="N|auto",
+                        help="intra-op, inter-op and BLAS threads (default 1); 'auto': the fastest of "
+                             "1, 2, 4, ... and every usable core, by a short timed trial (CPU only)")
     parser.add_argument("--field-size", type=whole_number(1, 100_000), default=100, metavar="F",
                         help="field size F (default 100)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -326,10 +335,55 @@ def format_line(label, rate, ms, unit):
             f"(min {round(rate['min'])}, max {round(rate['max'])})  {ms['median']:.2f} ms/{unit}")
 
 
+def usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def trial_rate(args, threads):
+    """Training samples/s at `threads` from a short run (2 untimed steps, then 3-20 steps, ~0.25 s)."""
+    torch.set_num_threads(threads)
+    configure_blas(threads)
+    torch.manual_seed(MODEL_SEED)
+    model = Model(args.field_size, args.spike_gradient)
+    optimisers = make_optimisers(model)
+    batch = torch.randn(args.batch_size, args.field_size, generator=torch.Generator().manual_seed(BATCH_SEED))
+    for _ in range(2):
+        train_step(model, optimisers, batch)
+    steps, start = 0, time.perf_counter()
+    while steps < 3 or (steps < 20 and time.perf_counter() - start < 0.25):
+        train_step(model, optimisers, batch)
+        steps += 1
+    return args.batch_size * steps / (time.perf_counter() - start)
+
+
+def choose_threads(args):
+    """--threads auto on the CPU: try 1, 2, 4, ... and every usable core; keep the fastest.
+
+    Returns (threads, trials). On CUDA the CPU threads barely matter: torch's default, no trials.
+    """
+    if args.device == "cuda":
+        return torch.get_num_threads(), []
+    cores = usable_cores()
+    counts, n = [], 1
+    while n < cores:
+        counts.append(n)
+        n *= 2
+    counts.append(cores)
+    trials = [{"threads": t, "trainSamplesPerSec": trial_rate(args, t)} for t in counts]
+    best = max(trials, key=lambda trial: trial["trainSamplesPerSec"])
+    return best["threads"], trials
+
+
 def main(argv=None):
     args = parse_args(argv)
+    trials = None
+    if args.threads == "auto":
+        args.threads, trials = choose_threads(args)
     torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(args.threads)
+    except RuntimeError:
+        pass  # only settable before inter-op work starts; eager training never uses that pool
     blas = configure_blas(args.threads)
     result = run_bench(args)
     # Extra keys on CUDA only, so the CPU output stays exactly as it was.
@@ -347,6 +401,8 @@ def main(argv=None):
         "torch": torch.__version__,
         "blas": blas,
         "threads": args.threads,
+        # Only with --threads auto: each count tried and its trial rate, so the choice can be checked.
+        **({"threadTrials": trials} if trials is not None else {}),
         "batchSize": args.batch_size,
         "fieldSize": args.field_size,
         "spikeGradient": args.spike_gradient,

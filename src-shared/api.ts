@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { BACKEND_IDS, SPIKE_GRADIENTS } from './engine-config';
+import { BENCHMARK_BACKENDS, type PytorchAvailability } from './benchmarks';
+import { SPIKE_GRADIENTS } from './engine-config';
 import { QuadraError, toErrorData, type ErrorData } from './errors';
 import type { HardwareInfo } from './hardware';
 import type { MonitorSample } from './monitor';
@@ -44,13 +45,15 @@ export const API_REQUESTS = {
   controlRun: z.object({ runId: id, action: z.enum(['pause', 'resume', 'cancel']) }),
   resumeRun: z.object({ runId: id, fromCheckpointId: id.optional() }),
   listCheckpoints: z.object({ runId: id }),
-  exportCheckpoint: z.object({ checkpointId: id, fp16: z.boolean().optional() }),
+  /** torchrun comes back as one .zip of its folder. */
+  exportCheckpoint: z.object({ checkpointId: id, format: z.enum(['safetensors', 'pth', 'onnx', 'torchrun']).optional(), fp16: z.boolean().optional() }),
   importCheckpoint: z
     .object({ fileName: z.string().min(1), bytes: bytes.optional(), uploadId: uploadId.optional(), name: z.string().max(200).optional() })
     .refine(ONE_FILE.check, ONE_FILE.message),
   runBenchmarkSuite: z.object({
     name: z.string().min(1).max(200),
-    backends: z.array(z.enum(BACKEND_IDS)).min(1),
+    /** Our backends and 'pytorch'; worker counts do not apply to pytorch (see suiteConfigurations). */
+    backends: z.array(z.enum(BENCHMARK_BACKENDS)).min(1),
     workerCounts: z.array(z.number().int().min(1).max(64)).min(1),
     batchSizes: z.array(z.number().int().min(1).max(65_536)).min(1),
     spikeGradient: z.enum(SPIKE_GRADIENTS).optional(),
@@ -59,6 +62,8 @@ export const API_REQUESTS = {
     iterations: z.number().int().min(1).max(100_000).optional(),
     repeats: z.number().int().min(1).max(100).optional(),
   }),
+  /** Whether a Python with torch is found, for the suite form (imports torch once: about a second). */
+  getPytorchAvailability: z.object({}),
   listBenchmarkSuites: z.object({}),
   getBenchmarkResults: z.object({ suiteId: id }),
   setMonitoring: z.object({ enabled: z.boolean(), intervalMs: z.number().int().min(250).max(10_000).optional() }),
@@ -108,6 +113,7 @@ export interface WorkstationApi {
   exportCheckpoint(request: ApiRequest<'exportCheckpoint'>): Promise<ExportedFile>;
   importCheckpoint(request: ApiRequest<'importCheckpoint'>): Promise<{ runId: number; checkpointId: number }>;
   runBenchmarkSuite(request: ApiRequest<'runBenchmarkSuite'>): Promise<{ suiteId: number }>;
+  getPytorchAvailability(request: ApiRequest<'getPytorchAvailability'>): Promise<PytorchAvailability>;
   listBenchmarkSuites(request: ApiRequest<'listBenchmarkSuites'>): Promise<BenchmarkSuiteRecord[]>;
   getBenchmarkResults(request: ApiRequest<'getBenchmarkResults'>): Promise<BenchmarkResultRecord[]>;
   setMonitoring(request: ApiRequest<'setMonitoring'>): Promise<{ enabled: boolean }>;

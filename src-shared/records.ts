@@ -2,6 +2,7 @@
  * What the store keeps, as plain data: the records the training service writes and the CLI and
  * the app read. Ids are SQLite row ids; times are ISO 8601 strings except metric times (ms).
  */
+import type { BenchmarkBackend } from './benchmarks';
 import type { BackendId, SpikeGradient } from './engine-config';
 
 export const RUN_STATUSES = ['queued', 'running', 'paused', 'completed', 'cancelled', 'failed', 'diverged', 'interrupted'] as const;
@@ -107,7 +108,8 @@ export interface ThroughputSpread {
 export interface BenchmarkResultRecord {
   id: number;
   suiteId: number;
-  backend: BackendId;
+  /** One of our backends, or 'pytorch' (bench/pytorch-reference.py, recorded with 1 worker). */
+  backend: BenchmarkBackend;
   workers: number;
   batchSize: number;
   spikeGradient: SpikeGradient;

@@ -5,15 +5,18 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ApiEvent, ApiRequest, DatasetPreview, ExportedFile, HardwareReport, RunDetail, WorkstationApi, WorkstationEvents } from '../../src-shared/api';
 import { BACKEND_IDS, parseEngineConfig, type BackendId } from '../../src-shared/engine-config';
+import { PYTORCH, suiteConfigurations, type PytorchAvailability } from '../../src-shared/benchmarks';
 import { QuadraError } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
 import type { MonitorSample, OurGpuWorker } from '../../src-shared/monitor';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from '../../src-shared/records';
 import { runParallelBench } from '../bench/parallel-bench';
+import { probePytorch, pytorchFingerprint, runPytorchBench, type PytorchProbe } from '../bench/pytorch-bench';
 import { loadDatasetFile, previewDataset } from '../data/dataset-file';
 import { getOptimalConfig } from '../engine/auto-config';
 import { probeBackends } from '../engine/backends';
-import { decodeCheckpoint, storableCheckpoint, toF16Checkpoint } from '../engine/checkpoint';
+import { decodeCheckpoint, storableCheckpoint } from '../engine/checkpoint';
+import { exportStoredCheckpoint, zipFolder } from './export-service';
 import { versions } from '../engine/versions';
 import type { Store } from '../store/database';
 import type { TrainingRun } from '../training/coordinator';
@@ -56,6 +59,8 @@ export class WorkstationService implements WorkstationApi {
   #live = new Map<number, TrainingRun>();
   #finished = new Map<number, Promise<TrainingResult>>();
   #stopMonitor: (() => void) | null = null;
+  /** Importing torch takes a second or more: a Python that has it is found once per process. */
+  #pytorch: Promise<PytorchProbe> | null = null;
 
   constructor(deps: WorkstationDeps) {
     this.#deps = deps;
@@ -168,10 +173,11 @@ export class WorkstationService implements WorkstationApi {
   }
 
   async exportCheckpoint(request: ApiRequest<'exportCheckpoint'>): Promise<ExportedFile> {
-    const record = this.#deps.store.checkpoints.get(request.checkpointId);
-    const stored = this.#deps.store.checkpoints.getData(record.id);
-    const bytes = request.fp16 ? toF16Checkpoint(stored, `checkpoint ${record.id}`) : stored;
-    return { fileName: `run-${record.runId}-step-${record.step}${request.fp16 ? '-f16' : ''}.safetensors`, bytes };
+    const format = request.format ?? 'safetensors';
+    const { baseName, files } = await exportStoredCheckpoint(this.#deps.store, request.checkpointId, format, request.fp16 ?? false);
+    // A torchrun package is a folder: it travels as one .zip of it.
+    if (format === 'torchrun') return { fileName: `${baseName}-torchrun.zip`, bytes: zipFolder(`${baseName}-torchrun`, files) };
+    return { fileName: files[0]!.path, bytes: files[0]!.bytes };
   }
 
   async importCheckpoint(request: ApiRequest<'importCheckpoint'>): Promise<{ runId: number; checkpointId: number }> {
@@ -195,15 +201,21 @@ export class WorkstationService implements WorkstationApi {
     const { store, emit } = this.#deps;
     const hardware = await this.#deps.hardware();
     const suite = store.benchmarks.createSuite({ name: request.name, config: request });
-    const configurations = request.backends.flatMap((backend) =>
-      request.workerCounts.flatMap((workers) => request.batchSizes.map((batchSize) => ({ backend, workers, batchSize }))),
-    );
+    const configurations = suiteConfigurations(request);
     const fingerprint = fingerprintOf(hardware);
     // Runs in the background; progress and the finished results arrive as events and in the store.
     void (async () => {
       for (const [index, c] of configurations.entries()) {
-        emit('onDidProgressBenchmark', { suiteId: suite.id, done: index, total: configurations.length, label: `${c.backend} × ${c.workers}, batch ${c.batchSize}` });
+        // PyTorch is one process whatever the worker counts: said in its label, recorded as 1 worker.
+        const label = c.backend === PYTORCH ? `pytorch (one process, fastest thread count), batch ${c.batchSize}` : `${c.backend} × ${c.workers}, batch ${c.batchSize}`;
+        emit('onDidProgressBenchmark', { suiteId: suite.id, done: index, total: configurations.length, label });
         const config = parseEngineConfig({ batchSize: c.batchSize, precision: request.precision ?? 'fp32', model: { spikeGradient: request.spikeGradient ?? 'surrogate' } });
+        if (c.backend === PYTORCH) {
+          await this.#benchPytorch(suite.id, config, request).catch((error: unknown) => {
+            emit('onDidProgressBenchmark', { suiteId: suite.id, done: index + 1, total: configurations.length, label, error: (error as Error).message });
+          });
+          continue;
+        }
         const result = await runParallelBench({
           config,
           workers: c.workers,
@@ -233,6 +245,44 @@ export class WorkstationService implements WorkstationApi {
       emit('onDidProgressBenchmark', { suiteId: suite.id, done: configurations.length, total: configurations.length, label: 'done' });
     })();
     return { suiteId: suite.id };
+  }
+
+  /** One PyTorch configuration of a suite: bench/pytorch-reference.py, its result stored with torch's details. */
+  async #benchPytorch(suiteId: number, config: ReturnType<typeof parseEngineConfig>, request: ApiRequest<'runBenchmarkSuite'>): Promise<void> {
+    const result = await runPytorchBench({
+      probe: await this.#probePytorch(),
+      batchSize: config.batchSize,
+      spikeGradient: config.model.spikeGradient,
+      fieldSize: config.model.fieldSize,
+      precision: config.precision === 'mixed' ? 'mixed' : 'fp32',
+      warmup: request.warmup ?? 5,
+      iterations: request.iterations ?? 20,
+      repeats: request.repeats ?? 3,
+    });
+    const hardware = await this.#deps.hardware();
+    this.#deps.store.benchmarks.addResult({
+      suiteId,
+      backend: PYTORCH,
+      workers: 1,
+      batchSize: config.batchSize,
+      spikeGradient: result.spikeGradient,
+      trainSamplesPerSec: result.trainSamplesPerSec,
+      forwardSamplesPerSec: result.forwardSamplesPerSec,
+      fingerprint: { ...fingerprintOf(hardware), backend: PYTORCH, precision: result.precision, ...pytorchFingerprint(result) },
+    });
+  }
+
+  /** A Python with torch, once found, is kept; after a failure the next call looks again (torch may have been installed). */
+  async #probePytorch(): Promise<PytorchProbe> {
+    const last = this.#pytorch ? await this.#pytorch : null;
+    if (last?.available) return last;
+    this.#pytorch = probePytorch();
+    return this.#pytorch;
+  }
+
+  async getPytorchAvailability(_request: ApiRequest<'getPytorchAvailability'>): Promise<PytorchAvailability> {
+    const probe = await this.#probePytorch();
+    return { available: probe.available, reason: probe.reason };
   }
 
   async listBenchmarkSuites(_request: ApiRequest<'listBenchmarkSuites'>): Promise<BenchmarkSuiteRecord[]> {

@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import { QuadraError } from '../../src-shared/errors';
-import type { BackendId, SpikeGradient } from '../../src-shared/engine-config';
+import { BENCHMARK_BACKENDS, isBenchmarkBackend, type BenchmarkBackend } from '../../src-shared/benchmarks';
+import type { SpikeGradient } from '../../src-shared/engine-config';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, ThroughputSpread } from '../../src-shared/records';
 import { assertWholeNumber, notFound, toJsonText, type StoreContext } from './context';
 
@@ -21,7 +22,7 @@ interface SuiteRow {
 interface ResultRow {
   id: number;
   suite_id: number;
-  backend: BackendId;
+  backend: BenchmarkBackend;
   workers: number;
   batch_size: number;
   spike_gradient: SpikeGradient;
@@ -100,6 +101,10 @@ export class BenchmarkRepository {
   }
 
   addResult(result: NewBenchmarkResult): BenchmarkResultRecord {
+    // The column is TEXT: only names the app can show and compare are written to it.
+    if (!isBenchmarkBackend(result.backend)) {
+      throw new QuadraError('INVALID_ARGUMENT', `benchmark backend must be one of ${BENCHMARK_BACKENDS.join(', ')} (got '${String(result.backend)}')`);
+    }
     assertWholeNumber(result.workers, 'benchmark workers', 1);
     assertWholeNumber(result.batchSize, 'benchmark batch size', 1);
     checkSpread(result.trainSamplesPerSec, 'trainSamplesPerSec');

@@ -59,6 +59,21 @@ describe('quadra datasets / runs / checkpoints / resume', () => {
     expect(reduced.optimizer).toBeNull();
     expect(readFileSync(half).length).toBeLessThan(readFileSync(out).length / 2);
 
+    // The other formats, by extension or --format; torchrun writes a folder; a .pth comes back in.
+    const formats = await Promise.all([
+      json(['checkpoints', 'export', String(best.id), '--out', path.join(tmp, 'best.onnx')]),
+      json(['checkpoints', 'export', String(best.id), '--out', path.join(tmp, 'best.pth')]),
+      json(['checkpoints', 'export', String(best.id), '--out', path.join(tmp, 'package'), '--format', 'torchrun']),
+    ]);
+    expect(formats.map((f: { format: string }) => f.format)).toEqual(['onnx', 'pth', 'torchrun']);
+    expect(formats[2].files).toEqual(expect.arrayContaining(['model.py', 'train.py', 'start.safetensors', 'data.npy']));
+    expect(readFileSync(path.join(tmp, 'package', 'start.safetensors'))).toEqual(readFileSync(out));
+    const fromPth = await json(['checkpoints', 'import', path.join(tmp, 'best.pth')]);
+    expect(fromPth).toMatchObject({ origin: 'pth', model: { fieldSize: full.model.fieldSize, hiddenSize: full.model.hiddenSize } });
+    const refused = await quadra(['checkpoints', 'export', String(best.id), '--out', path.join(tmp, 'best.txt')]);
+    expect(refused.code, 'a bad --out is a bad argument').toBe(2);
+    expect(refused.stderr).toContain("cannot tell the format from '.txt'");
+
     const imported = await json(['checkpoints', 'import', out, '--name', 'round trip']);
     expect(imported.origin).toBe('quadra');
     const fromTorch = await json(['checkpoints', 'import', 'tests/fixtures/pytorch/small.safetensors']);

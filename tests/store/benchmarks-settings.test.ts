@@ -35,6 +35,17 @@ describe('benchmarks', () => {
     expectQuadraError(() => store.benchmarks.addResult(bad), 'INVALID_ARGUMENT', 'trainSamplesPerSec.median must be a finite number');
   });
 
+  it("stores PyTorch's results under 'pytorch' and refuses a backend the app cannot show", () => {
+    const store = testStore();
+    const { id } = store.benchmarks.createSuite({ name: 'beside pytorch', config: {} });
+    const pytorch = { ...result(id, 1), backend: 'pytorch' as const, fingerprint: { cpu: 'AMD EPYC', torch: '2.3.1', blas: 'generic -> OpenBLAS 0.3.21', threads: '2 (fastest of 1, 2)', device: 'cpu' } };
+    expect(store.benchmarks.addResult(pytorch)).toMatchObject({ backend: 'pytorch', fingerprint: pytorch.fingerprint });
+    expect(store.benchmarks.results(id).map((r) => r.backend)).toEqual(['pytorch']);
+    const unknown = { ...result(id, 1), backend: 'jax' } as unknown as NewBenchmarkResult;
+    expectQuadraError(() => store.benchmarks.addResult(unknown), 'INVALID_ARGUMENT', "benchmark backend must be one of tensorflow-gpu, webgpu, simd, tensorflow, wasm, cpu, pytorch (got 'jax')");
+    expect(store.benchmarks.results(id)).toHaveLength(1);
+  });
+
   it('deletes a suite with its results (cascade)', () => {
     const store = testStore();
     const keep = store.benchmarks.createSuite({ name: 'keep', config: {} });

@@ -1,20 +1,21 @@
 import os from 'node:os';
 import { runBench } from '../../bench/bench';
 import type { CommandSpec, Parsed } from '../args';
-import { BACKEND_OPTION, BATCH_OPTION, engineFor, hardware, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom, PRECISION_OPTION } from '../common';
+import { BATCH_OPTION, engineFor, hardware, JSON_OPTION, MODEL_OPTIONS, modelConfigFrom, PRECISION_OPTION } from '../common';
 import { formatRate, type Output } from '../output';
 import { versions } from '../../engine/versions';
 import { parseEngineConfig, type BackendId } from '../../../src-shared/engine-config';
-import { runParallelBench, type ParallelBenchResult } from '../../bench/parallel-bench';
+import { phaseLines, runParallelBench, type ParallelBenchResult } from '../../bench/parallel-bench';
 import { selectBackend } from '../../engine/backends';
 import { UsageError } from '../args';
+import { BENCH_BACKEND_OPTION, benchPytorch } from './bench-pytorch';
 
 export const benchSpec: CommandSpec = {
   name: 'bench',
   summary: 'Measure training and forward throughput: warm-up, then R repeats of N steps; reports median, min and max samples/s.',
-  usage: 'quadra bench [--backend B] [--batch-size N] [--iterations N] [--repeats R] [--warmup N] [--spike-gradient surrogate|none] [--workers 1,2] [model options] [--json]',
+  usage: 'quadra bench [--backend B|pytorch] [--batch-size N] [--iterations N] [--repeats R] [--warmup N] [--spike-gradient surrogate|none] [--workers 1,2] [model options] [--json]',
   options: {
-    backend: BACKEND_OPTION,
+    backend: BENCH_BACKEND_OPTION,
     'batch-size': { ...BATCH_OPTION, description: 'batch size (default 64)' },
     iterations: { kind: 'int', description: 'timed steps per repeat (default 50)', max: 1_000_000, placeholder: 'N' },
     repeats: { kind: 'int', description: 'timed repeats (default 5)', max: 1_000, placeholder: 'R' },
@@ -22,14 +23,16 @@ export const benchSpec: CommandSpec = {
     ...MODEL_OPTIONS,
     precision: PRECISION_OPTION,
     workers: { kind: 'string', description: 'data-parallel: comma-separated worker counts to compare at the same global batch, e.g. 1,2', placeholder: 'LIST' },
+    profile: { kind: 'boolean', description: 'with --workers: where a step\'s time goes in each worker (ms per phase)' },
     json: JSON_OPTION,
   },
 };
 
 export async function bench(parsed: Parsed, output: Output): Promise<number> {
   const { options } = parsed;
+  if (options.backend === 'pytorch') return benchPytorch(parsed, output);
   // The webgpu kernel answers asynchronously, so it is always measured in a worker (one by default).
-  if (options.workers !== undefined || options.backend === 'webgpu') return benchWorkers(parsed, output);
+  if (options.workers !== undefined || options.backend === 'webgpu' || options.profile === true) return benchWorkers(parsed, output);
   const batchSize = (options['batch-size'] as number | undefined) ?? 64;
   const engine = await engineFor(options, { batchSize, model: modelConfigFrom(options), ...precisionFrom(options) }, output);
   const { spikeGradient, fieldSize } = engine.config.model;
@@ -96,6 +99,7 @@ async function benchWorkers({ options }: Parsed, output: Output): Promise<number
         warmup: (options.warmup as number | undefined) ?? 10,
         iterations: (options.iterations as number | undefined) ?? 30,
         repeats: (options.repeats as number | undefined) ?? 3,
+        profile: options.profile === true,
         onProgress: (done, total) => progress.update(done, total),
       }),
     );
@@ -117,6 +121,7 @@ async function benchWorkers({ options }: Parsed, output: Output): Promise<number
     output.out(`backend ${selection.id}, ${config.precision}, global batch ${config.batchSize}, spike gradient ${config.model.spikeGradient}`);
     for (const r of summary.results) {
       output.out(`${String(r.workers).padStart(2)} worker${r.workers > 1 ? 's' : ' '}  ${formatRate(r.trainSamplesPerSec.median)} (min ${Math.round(r.trainSamplesPerSec.min)}, max ${Math.round(r.trainSamplesPerSec.max)})  ×${r.speedup.toFixed(2)}`);
+      for (const line of phaseLines(r)) output.out(line);
     }
   }
   return 0;

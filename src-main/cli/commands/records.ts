@@ -1,6 +1,10 @@
 import type { RunRecord } from '../../../src-shared/records';
 import { loadDatasetFile } from '../../data/dataset-file';
-import { readCheckpointFile, toF16Checkpoint, writeFileAtomic, type CheckpointContents } from '../../engine/checkpoint';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { readCheckpointFile, writeFileAtomic, type CheckpointContents } from '../../engine/checkpoint';
+import { EXPORT_FORMATS, type ExportFormat } from '../../engine/export/formats';
+import { exportStoredCheckpoint, formatFromPath } from '../../services/export-service';
 import { importedRecord } from '../../services/training-service';
 import { importCheckpointBytes } from '../../services/workstation';
 import { UsageError, type CommandSpec, type Parsed } from '../args';
@@ -20,11 +24,13 @@ export const runsSpec: CommandSpec = {
 
 export const checkpointsSpec: CommandSpec = {
   name: 'checkpoints',
-  summary: 'List checkpoints (best marked), export one to a .safetensors file (optionally F16), or import a .safetensors file (ours or a PyTorch state_dict) as a new "imported" run.',
-  usage: 'quadra checkpoints list [RUN_ID] | export ID --out FILE [--fp16] | import FILE [--name N]  [--db FILE] [--json]',
+  summary:
+    'List checkpoints (best marked); export one to where the model goes next — .safetensors (optionally F16), the original project\'s .pth, ONNX, or a torchrun package; or import a .safetensors/.pth file as a new "imported" run.',
+  usage: 'quadra checkpoints list [RUN_ID] | export ID --out PATH [--format safetensors|pth|onnx|torchrun] [--fp16] | import FILE [--name N]  [--db FILE] [--json]',
   options: {
-    out: { kind: 'string', description: 'export: the .safetensors file to write', placeholder: 'FILE' },
-    fp16: { kind: 'boolean', description: 'export: F16 weights and field state only (half the size)' },
+    out: { kind: 'string', description: 'export: the file to write (a folder for torchrun)', placeholder: 'PATH' },
+    format: { kind: 'string', choices: EXPORT_FORMATS, description: 'export: the format (default: from --out\'s extension; no extension is a torchrun folder)', placeholder: 'FORMAT' },
+    fp16: { kind: 'boolean', description: 'export: F16 weights (safetensors: weights and field state only; onnx: float16 initializers)' },
     name: { kind: 'string', description: 'import: a name for the new run', placeholder: 'TEXT' },
     db: DB_OPTION,
     json: JSON_OPTION,
@@ -128,12 +134,21 @@ export async function checkpoints({ options, positionals }: Parsed, output: Outp
     if (sub === 'export') {
       const id = idArgument(arg, 'ID');
       const out = options.out as string | undefined;
-      if (!out) throw new UsageError('export needs --out FILE');
-      const stored = store.checkpoints.getData(id);
-      const bytes = options.fp16 ? toF16Checkpoint(stored, `checkpoint ${id}`) : stored;
-      await writeFileAtomic(out, bytes);
-      if (output.json) output.out(JSON.stringify({ id, out, bytes: bytes.length, dtype: options.fp16 ? 'F16' : 'F32' }));
-      else output.out(`checkpoint ${id} written to ${out} (${formatBytes(bytes.length)}${options.fp16 ? ', F16' : ''})`);
+      if (!out) throw new UsageError('export needs --out PATH');
+      const format = (options.format as ExportFormat | undefined) ?? formatFromPath(out);
+      const { files } = await exportStoredCheckpoint(store, id, format, Boolean(options.fp16));
+      const bytes = files.reduce((sum, f) => sum + f.bytes.length, 0);
+      if (format === 'torchrun') {
+        mkdirSync(out, { recursive: true });
+        for (const f of files) {
+          mkdirSync(path.dirname(path.join(out, f.path)), { recursive: true });
+          await writeFileAtomic(path.join(out, f.path), f.bytes);
+        }
+      } else {
+        await writeFileAtomic(out, files[0]!.bytes);
+      }
+      if (output.json) output.out(JSON.stringify({ id, out, format, bytes, files: files.map((f) => f.path), dtype: options.fp16 ? 'F16' : 'F32' }));
+      else output.out(`checkpoint ${id} written to ${out} as ${format} (${format === 'torchrun' ? `${files.length} files, ` : ''}${formatBytes(bytes)}${options.fp16 ? ', F16' : ''})`);
       return 0;
     }
     if (sub === 'import') {

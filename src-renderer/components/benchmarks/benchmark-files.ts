@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { BACKEND_IDS, SPIKE_GRADIENTS } from '../../../src-shared/engine-config';
+import { BENCHMARK_BACKENDS } from '../../../src-shared/benchmarks';
+import { SPIKE_GRADIENTS } from '../../../src-shared/engine-config';
 import type { BenchmarkResultRecord } from '../../../src-shared/records';
 
 /**
@@ -19,7 +20,7 @@ const spread = z.object({ median: z.number().finite(), min: z.number().finite(),
 const result = z.object({
   id: z.number().int(),
   suiteId: z.number().int(),
-  backend: z.enum(BACKEND_IDS),
+  backend: z.enum(BENCHMARK_BACKENDS),
   workers: z.number().int().min(1),
   batchSize: z.number().int().min(1),
   spikeGradient: z.enum(SPIKE_GRADIENTS),

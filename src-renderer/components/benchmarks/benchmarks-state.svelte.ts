@@ -1,4 +1,5 @@
 import type { ApiRequest, WorkstationEvents } from '../../../src-shared/api';
+import { suiteConfigurations } from '../../../src-shared/benchmarks';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord } from '../../../src-shared/records';
 import type { ApiClient } from '../../lib/api';
 import { Loadable } from '../../lib/state/loadable.svelte';
@@ -107,7 +108,7 @@ export class BenchmarksState {
     this.starting = true;
     try {
       const { suiteId } = await this.#api.call('runBenchmarkSuite', request);
-      const total = request.backends.length * request.workerCounts.length * request.batchSizes.length;
+      const total = suiteConfigurations(request).length;
       const early = this.#latest.get(suiteId);
       if (early?.label !== 'done') this.progress = early ?? { suiteId, done: 0, total, label: 'starting' };
       // The new suite is shown at once; its results fill in as each configuration finishes.

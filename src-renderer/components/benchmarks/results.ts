@@ -1,3 +1,4 @@
+import { PYTORCH } from '../../../src-shared/benchmarks';
 import type { BenchmarkResultRecord, ThroughputSpread } from '../../../src-shared/records';
 
 /** Where results shown together came from: this workstation's suite, or a file from another machine. */
@@ -50,7 +51,8 @@ export function configurationKey(r: BenchmarkResultRecord): string {
 }
 
 export function configurationLabel(r: BenchmarkResultRecord): string {
-  const workers = `${r.workers} worker${r.workers === 1 ? '' : 's'}`;
+  // PyTorch is one process at its own thread count: worker counts do not apply to it.
+  const workers = r.backend === PYTORCH ? 'one process' : `${r.workers} worker${r.workers === 1 ? '' : 's'}`;
   const precision = precisionOf(r) === 'fp32' ? '' : ` · ${precisionOf(r)}`;
   return `${r.backend}${precision} · ${workers} · batch ${r.batchSize}${r.spikeGradient === 'surrogate' ? '' : ` · ${r.spikeGradient}`}`;
 }
@@ -73,6 +75,14 @@ export function fingerprintText(fingerprint: Record<string, string>): string {
   const lines = FINGERPRINT_FIELDS.filter((f) => fingerprint[f.key] !== undefined).map((f) => `${f.label}: ${fingerprint[f.key]}`);
   for (const [key, value] of Object.entries(fingerprint)) if (!known.has(key)) lines.push(`${key}: ${value}`);
   return lines.join('\n');
+}
+
+/** What a PyTorch row ran with ("torch 2.3.1 · 4 threads · cpu"); null for our backends. */
+export function pytorchDetail(r: BenchmarkResultRecord): string | null {
+  if (r.backend !== PYTORCH) return null;
+  const f = r.fingerprint;
+  const threads = f.threads ? `${f.threads.split(' ')[0]} thread${f.threads.startsWith('1 ') ? '' : 's'}` : null;
+  return [f.torch ? `torch ${f.torch}` : null, threads, f.device ? f.device.split(' (')[0] : null].filter(Boolean).join(' · ') || null;
 }
 
 export function formatSpeedup(speedup: number | null): string {

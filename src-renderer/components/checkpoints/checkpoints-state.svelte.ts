@@ -31,8 +31,12 @@ export class CheckpointsState {
   checkpoints = $state.raw<CheckpointRecord[] | null>(null);
   checkpointsError = $state<string | null>(null);
   checkpointsLoading = $state(false);
-  /** Export as half precision (about half the size; weights only lose precision). */
+  /** Where the export goes: our safetensors, the original project's .pth, ONNX, or a torchrun package (.zip). */
+  format = $state<'safetensors' | 'pth' | 'onnx' | 'torchrun'>('safetensors');
+  /** Export as half precision (about half the size; weights only lose precision): safetensors and onnx. */
   fp16 = $state(false);
+  /** F16 applies where the format carries weights only. */
+  readonly fp16Applies = $derived(this.format === 'safetensors' || this.format === 'onnx');
   /** The action under way, e.g. 'export:12', 'resume:12', 'import'; one at a time. */
   busy = $state<string | null>(null);
   actionError = $state<string | null>(null);
@@ -77,11 +81,12 @@ export class CheckpointsState {
     }
   }
 
-  /** Fetches the checkpoint's .safetensors bytes; the caller saves them. Null after an error. */
+  /** Fetches the checkpoint in the chosen format; the caller saves it. Null after an error. */
   async exportCheckpoint(checkpoint: CheckpointRecord): Promise<{ fileName: string; bytes: Uint8Array<ArrayBuffer> } | null> {
-    const fp16 = this.fp16;
+    const fp16 = this.fp16 && this.fp16Applies;
+    const format = this.format;
     return this.#act(`export:${checkpoint.id}`, async () => {
-      const file = await this.#api.call('exportCheckpoint', { checkpointId: checkpoint.id, ...(fp16 ? { fp16 } : {}) });
+      const file = await this.#api.call('exportCheckpoint', { checkpointId: checkpoint.id, format, ...(fp16 ? { fp16 } : {}) });
       const bytes = bytesOf(file.bytes);
       this.notice = { kind: 'exported', text: `Exported ${file.fileName} (${formatBytes(bytes.length)}${fp16 ? ', F16' : ''})`, runId: checkpoint.runId };
       return { fileName: file.fileName, bytes };

@@ -1,0 +1,79 @@
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { unzipSync } from 'fflate';
+import { type Browser, type Download, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeCheckpoint } from '../src-main/engine/checkpoint';
+import { launchChromium, quadraCli, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+
+/**
+ * Checkpoints → Export as … in Debian's headless Chromium against a real `quadra serve`: each of
+ * the four formats downloads as what it says (an ONNX protobuf, a torch zip, our safetensors, the
+ * torchrun folder as one .zip).
+ */
+const why = uiSkipReason();
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-export-'));
+const db = path.join(tmp, 'ui.sqlite');
+const shots = path.join(ROOT, 'screenshots');
+let server: ChildProcess | null = null;
+let browser: Browser | null = null;
+let url = '';
+
+async function exportAs(page: Page, format: string): Promise<{ name: string; bytes: Uint8Array }> {
+  await page.locator('label.format select').selectOption(format);
+  const [event] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: /^Export checkpoint at step/ }).first().click()]);
+  const download: Download = event;
+  const file = path.join(tmp, download.suggestedFilename());
+  await download.saveAs(file);
+  return { name: download.suggestedFilename(), bytes: new Uint8Array(readFileSync(file)) };
+}
+
+describe.skipIf(why !== null)(`exporting checkpoints from the UI${why ? ` (skipped: ${why})` : ''}`, () => {
+  beforeAll(async () => {
+    quadraCli(['train', '--epochs', '1', '--dataset', 'synthetic:96', '--batch-size', '32', '--hidden-size', '16', '--spiking-hidden-size', '8', '--backend', 'simd', '--name', 'to export'], db);
+    ({ url, child: server } = await startServe(db));
+    browser = await launchChromium();
+    mkdirSync(shots, { recursive: true });
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await stopServe(server);
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('downloads safetensors, onnx, pth and the torchrun package', async () => {
+    const page = await browser!.newPage({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(`${url}#checkpoints`);
+    await page.waitForSelector('.connection.open');
+    await page.getByRole('button', { name: /^Export checkpoint at step/ }).first().waitFor({ timeout: 20_000 });
+
+    const safetensors = await exportAs(page, 'safetensors');
+    expect(safetensors.name).toMatch(/\.safetensors$/);
+    expect(decodeCheckpoint(safetensors.bytes, safetensors.name).model.hiddenSize).toBe(16);
+
+    await page.locator('label.format select').selectOption('onnx');
+    await page.screenshot({ path: path.join(shots, 'checkpoints-export.png') });
+    const onnx = await exportAs(page, 'onnx');
+    expect(onnx.name).toMatch(/\.onnx$/);
+    expect(new TextDecoder().decode(onnx.bytes)).toContain('quadra-workstation');
+
+    // F16 does not apply to the formats that keep training state.
+    await page.locator('label.format select').selectOption('pth');
+    expect(await page.locator('label.fp16 input').isDisabled()).toBe(true);
+    const pth = await exportAs(page, 'pth');
+    expect(pth.name).toMatch(/\.pth$/);
+    expect(decodeCheckpoint(pth.bytes, pth.name).optimizer).not.toBeNull();
+
+    const torchrun = await exportAs(page, 'torchrun');
+    expect(torchrun.name).toMatch(/-torchrun\.zip$/);
+    const entries = Object.keys(unzipSync(torchrun.bytes)).map((name) => name.split('/').slice(1).join('/'));
+    expect(entries).toEqual(expect.arrayContaining(['model.py', 'train.py', 'README.md', 'start.safetensors', 'config.json', 'data.npy']));
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 90_000);
+});
