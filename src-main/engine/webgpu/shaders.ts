@@ -337,6 +337,27 @@ export function kernelSource(d: ShaderDims, r: Regions, half: HalfPath | null = 
   const operand = (x: string) => (half ? `roundHalf(${x})` : x);
   const weight = (index: string) => (half ? `wh(${index})` : `A[${index}]`);
   /**
+   * One step of a spiking layer fed by the previous layer's 0/1 spikes (fc2 on s1, fc3 on s2), for
+   * this row's units (`units` per thread, `width` in all): only the weight columns of neurons that
+   * fired are summed; `after` keeps the unit's spike (for the next layer, or the rate).
+   */
+  const spikingLayerForward = (units: string, width: string, bias: string, input: string, weights: string, carry: string, spikes: string, membranes: string, after: string) => `    for (var k = 0u; k < ${units}; k = k + 1u) {
+      let j = l + k * WG;
+      if (j < ${width}) {
+        var u = A[${bias} + j];
+        for (var i = 0u; i < S; i = i + 1u) {
+          let s = ${input}[i];
+          if (s != 0.0) { u = u + ${operand('s')} * ${weight(`${weights} + j * S + i`)}; }
+        }
+        let m = ${carry}[k] + u;
+        let s = spike(m, th, smoothStep);
+        if (keep != 0u) { A[${spikes} + at * ${width} + j] = s; A[${membranes} + at * ${width} + j] = m; }
+        ${carry}[k] = m * (1.0 - s) * dec;
+        ${after}
+      }
+    }
+`;
+  /**
    * BPTT through one hidden spiking layer (fc3 → layer 2, fc2 → layer 1), for each of this row's S
    * units: the upstream layer's du (width `inputWidth`) through its weights, then the LIF step back
    * through T; `after` runs per unit once its T steps are done.
@@ -593,38 +614,8 @@ fn spikeForward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
       }
     }
     workgroupBarrier();
-    for (var k = 0u; k < US; k = k + 1u) {
-      let j = l + k * WG;
-      if (j < S) {
-        var u = A[O_FC2B + j];
-        for (var i = 0u; i < S; i = i + 1u) {
-          let s = sp1[i];
-          if (s != 0.0) { u = u + ${operand('s')} * ${weight('O_FC2W + j * S + i')}; }
-        }
-        let m = carry2[k] + u;
-        let s = spike(m, th, smoothStep);
-        if (keep != 0u) { A[S2 + at * S + j] = s; A[M2 + at * S + j] = m; }
-        carry2[k] = m * (1.0 - s) * dec;
-        sp2[j] = s;
-      }
-    }
-    workgroupBarrier();
-    for (var k = 0u; k < UF; k = k + 1u) {
-      let j = l + k * WG;
-      if (j < F) {
-        var u = A[O_FC3B + j];
-        for (var i = 0u; i < S; i = i + 1u) {
-          let s = sp2[i];
-          if (s != 0.0) { u = u + ${operand('s')} * ${weight('O_FC3W + j * S + i')}; }
-        }
-        let m = carry3[k] + u;
-        let s = spike(m, th, smoothStep);
-        if (keep != 0u) { A[S3 + at * F + j] = s; A[M3 + at * F + j] = m; }
-        carry3[k] = m * (1.0 - s) * dec;
-        rate[k] = rate[k] + s;
-      }
-    }
-    workgroupBarrier();
+${spikingLayerForward('US', 'S', 'O_FC2B', 'sp1', 'O_FC2W', 'carry2', 'S2', 'M2', 'sp2[j] = s;')}    workgroupBarrier();
+${spikingLayerForward('UF', 'F', 'O_FC3B', 'sp2', 'O_FC3W', 'carry3', 'S3', 'M3', 'rate[k] = rate[k] + s;')}    workgroupBarrier();
   }
   for (var k = 0u; k < UF; k = k + 1u) {
     let j = l + k * WG;
