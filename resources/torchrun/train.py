@@ -168,6 +168,7 @@ def parse_args(package):
     parser.add_argument("--no-shuffle", action="store_true", help="batches in row order (for comparing runs)")
     parser.add_argument("--print-losses", action="store_true", help="print every step's loss on every rank")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    parser.add_argument("--checksum-dir", default=None, help="each rank also writes its weights' checksum to DIR/rank-N.txt")
     return parser.parse_args()
 
 
@@ -265,6 +266,11 @@ def main():
     identical = bool(torch.equal(low, high))
     checksum = float(flat.double().sum())
     print(f"rank {rank} checksum {checksum:.17g} identical {identical}", flush=True)
+    if args.checksum_dir:
+        # A file per rank: the launcher's shared stdout may lose or interleave a rank's line.
+        os.makedirs(args.checksum_dir, exist_ok=True)
+        with open(os.path.join(args.checksum_dir, f"rank-{rank}.txt"), "w") as handle:
+            handle.write(f"{checksum:.17g} {identical}\n")
     if not identical:
         raise SystemExit(f"rank {rank}: the ranks' weights differ")
     if rank == 0:
