@@ -69,25 +69,33 @@ export interface ShaderDims {
 
 const u = (n: number) => `${n >>> 0}u`;
 
+/**
+ * Both GEMMs' start: the dispatch's parameters (`extra`: the mixed one's operand flag), this
+ * thread's output cell, and its accumulator started from C or the bias (`why` says the order).
+ */
+function gemmPrologue(extra: string, why: string): string {
+  return `  let M = pu(0u); let N = pu(1u); let K = pu(2u);
+  let aOff = pu(3u); let ars = pu(4u); let aks = pu(5u);
+  let bOff = pu(6u); let brs = pu(7u); let bks = pu(8u);
+  let cOff = pu(9u); let ldc = pu(10u); let biasOff = pu(11u); let accumulate = pu(12u);${extra}
+  let row = wid.y * ${u(TILE)} + lid.y;
+  let col = wid.x * ${u(TILE)} + lid.x;
+  let inside = row < M && col < N;
+${why}
+  var acc = 0.0;
+  if (inside) {
+    if (accumulate != 0u) { acc = A[cOff + row * ldc + col]; } else if (biasOff != NONE) { acc = A[biasOff + col]; }
+  }
+`;
+}
+
 const FP32_GEMM = /* wgsl */ `// ---- GEMM: C[M,N] = A·B (+ bias, or + C). A(i,k) = arena[a + i·ars + k·aks]; B(k,j) = arena[b + k·brs + j·bks].
 var<workgroup> tileA: array<array<f32, ${TILE}>, ${TILE}>;
 var<workgroup> tileB: array<array<f32, ${TILE}>, ${TILE}>;
 
 @compute @workgroup_size(${TILE}, ${TILE})
 fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let M = pu(0u); let N = pu(1u); let K = pu(2u);
-  let aOff = pu(3u); let ars = pu(4u); let aks = pu(5u);
-  let bOff = pu(6u); let brs = pu(7u); let bks = pu(8u);
-  let cOff = pu(9u); let ldc = pu(10u); let biasOff = pu(11u); let accumulate = pu(12u);
-  let row = wid.y * ${u(TILE)} + lid.y;
-  let col = wid.x * ${u(TILE)} + lid.x;
-  let inside = row < M && col < N;
-  // Bias first, then the products in k order: the simd kernel's summation order.
-  var acc = 0.0;
-  if (inside) {
-    if (accumulate != 0u) { acc = A[cOff + row * ldc + col]; } else if (biasOff != NONE) { acc = A[biasOff + col]; }
-  }
-  for (var k0 = 0u; k0 < K; k0 = k0 + ${u(TILE)}) {
+${gemmPrologue('', '  // Bias first, then the products in k order: the simd kernel\'s summation order.')}  for (var k0 = 0u; k0 < K; k0 = k0 + ${u(TILE)}) {
     let ka = k0 + lid.x;
     var a = 0.0;
     if (row < M && ka < K) { a = A[aOff + row * ars + ka * aks]; }
@@ -173,19 +181,7 @@ var<workgroup> tileB: array<array<HT, ${TILE}>, ${TILE}>;
 
 @compute @workgroup_size(${TILE}, ${TILE})
 fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let M = pu(0u); let N = pu(1u); let K = pu(2u);
-  let aOff = pu(3u); let ars = pu(4u); let aks = pu(5u);
-  let bOff = pu(6u); let brs = pu(7u); let bks = pu(8u);
-  let cOff = pu(9u); let ldc = pu(10u); let biasOff = pu(11u); let accumulate = pu(12u); let bHalf = pu(13u);
-  let row = wid.y * ${u(TILE)} + lid.y;
-  let col = wid.x * ${u(TILE)} + lid.x;
-  let inside = row < M && col < N;
-  // The bias stays f32 (added first, as in the f32 kernel).
-  var acc = 0.0;
-  if (inside) {
-    if (accumulate != 0u) { acc = A[cOff + row * ldc + col]; } else if (biasOff != NONE) { acc = A[biasOff + col]; }
-  }
-  for (var k0 = 0u; k0 < K; k0 = k0 + ${u(TILE)}) {
+${gemmPrologue(' let bHalf = pu(13u);', '  // The bias stays f32 (added first, as in the f32 kernel).')}  for (var k0 = 0u; k0 < K; k0 = k0 + ${u(TILE)}) {
     let ka = k0 + lid.x;
     var a = HT(0.0);
     if (row < M && ka < K) { a = toTile(A[aOff + row * ars + ka * aks]); }

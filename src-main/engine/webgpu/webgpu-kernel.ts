@@ -17,9 +17,6 @@ const BUFFER_STORAGE = 0x0080;
 const MAP_READ = 0x0001;
 const STAGE_COMPUTE = 0x4;
 
-/** Until src-shared's BACKEND_IDS lists it, 'webgpu' is not a BackendId to the type checker. */
-const WEBGPU_BACKEND = 'webgpu' as unknown as BackendId;
-
 /** Dispatches' parameter slots in the first uniform buffer; it grows when a program needs more. */
 const INITIAL_SLOTS = 64;
 /** Most workgroups along one dispatch dimension (WebGPU's default limit). */
@@ -116,7 +113,7 @@ const f32Bits = (() => {
  * kernel's, so both agree to float rounding (dropout masks bit for bit).
  */
 export class WebGpuKernel implements ModelKernel {
-  readonly backend: BackendId = WEBGPU_BACKEND;
+  readonly backend: BackendId = 'webgpu';
   readonly model: ModelConfig;
   readonly layout: ParamLayout;
   readonly capacity: number;
