@@ -1,9 +1,9 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Download, type Page } from 'playwright-core';
-import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+import { closeUi, launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -46,11 +46,7 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
     browser = await launchChromium();
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopServe(server);
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => closeUi(browser, server, tmp));
 
   it('runs a suite, charts it, and shows an exported file imported back beside it', async () => {
     const { page, errors } = await open('benchmarks');

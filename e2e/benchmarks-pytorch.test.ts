@@ -1,10 +1,10 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Download } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+import { closeUi, launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
 
 /**
  * The Benchmarks view with PyTorch beside our backends, in Debian's headless Chromium against a
@@ -26,11 +26,7 @@ describe.skipIf(why !== null)(`the Benchmarks view with pytorch in Chromium${why
     browser = await launchChromium();
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopServe(server);
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => closeUi(browser, server, tmp));
 
   it.skipIf(!HAS_TORCH)(`runs pytorch beside simd and charts it with speedups${HAS_TORCH ? '' : ' (skipped: /usr/bin/python3 cannot import torch)'}`, async () => {
     const page = await browser!.newPage({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });

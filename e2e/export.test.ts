@@ -1,12 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { unzipSync } from 'fflate';
 import { type Browser, type Download, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../src-main/engine/checkpoint';
-import { launchChromium, quadraCli, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+import { closeUi, launchChromium, quadraCli, ROOT, startServe, uiSkipReason } from './helpers';
 
 /**
  * Checkpoints → Export as … in Debian's headless Chromium against a real `quadra serve`: each of
@@ -38,11 +38,7 @@ describe.skipIf(why !== null)(`exporting checkpoints from the UI${why ? ` (skipp
     mkdirSync(shots, { recursive: true });
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopServe(server);
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => closeUi(browser, server, tmp));
 
   it('downloads safetensors, onnx, pth and the torchrun package', async () => {
     const page = await browser!.newPage({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });

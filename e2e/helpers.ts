@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
@@ -39,6 +39,13 @@ export async function stopServe(server: ChildProcess | null): Promise<void> {
 }
 
 /** `extraArgs`: more switches, e.g. the ones that give headless Chromium a WebGPU adapter. */
+/** A UI test's teardown: the browser, then its `quadra serve`, then its temporary folder. */
+export async function closeUi(browser: Browser | null, server: ChildProcess | null, folder: string): Promise<void> {
+  await browser?.close();
+  await stopServe(server);
+  rmSync(folder, { recursive: true, force: true });
+}
+
 export function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,

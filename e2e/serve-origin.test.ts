@@ -1,10 +1,10 @@
 import { type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, startServe, stopServe, uiSkipReason } from './helpers';
+import { closeUi, launchChromium, startServe, uiSkipReason } from './helpers';
 
 /**
  * The printed URL opened under another name for the same server (localhost for 127.0.0.1) is the
@@ -22,11 +22,7 @@ describe.skipIf(why !== null)(`serve mode under another name${why ? ` (skipped: 
     browser = await launchChromium();
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopServe(server);
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => closeUi(browser, server, tmp));
 
   it('connects when the URL is opened with localhost instead of 127.0.0.1', async () => {
     const page = await browser!.newPage();

@@ -1,9 +1,9 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
-import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+import { closeUi, launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /**
@@ -43,11 +43,7 @@ describe.skipIf(why !== null)(`the training wizard in Chromium${why ? ` (skipped
     browser = await launchChromium();
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopServe(server);
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => closeUi(browser, server, tmp));
 
   it('shows the row and column of a bad CSV, and offers the width of a good one as the field size', async () => {
     const page = await openWizard();

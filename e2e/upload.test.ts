@@ -1,11 +1,11 @@
 import { type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serializeNpy } from '../src-main/data/npy';
-import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+import { closeUi, launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
 
 /**
  * Files from the browser go to `quadra serve` by `POST /upload`, not inside a WebSocket message:
@@ -55,11 +55,7 @@ describe.skipIf(why !== null)(`uploads from the page${why ? ` (skipped: ${why})`
     browser = await launchChromium();
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopServe(server);
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => closeUi(browser, server, tmp));
 
   it('checks a 40 MiB dataset (over the WebSocket message limit) with upload progress shown', async () => {
     const rows = 104_858;

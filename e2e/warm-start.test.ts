@@ -1,11 +1,11 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src-main/store/database';
-import { launchChromium, quadraCli, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+import { closeUi, launchChromium, quadraCli, ROOT, startServe, uiSkipReason } from './helpers';
 
 /**
  * Checkpoints → "Train from this" in Debian's headless Chromium against a real `quadra serve`: the
@@ -37,11 +37,7 @@ describe.skipIf(why !== null)(`warm starts from the Checkpoints view in Chromium
     mkdirSync(shots, { recursive: true });
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopServe(server);
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => closeUi(browser, server, tmp));
 
   it('opens the wizard on the checkpoint, model sizes fixed, and starts a run from its weights', async () => {
     const { page, errors } = await open('checkpoints');

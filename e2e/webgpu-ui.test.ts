@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, ROOT, startRun, startServe, stopServe, uiSkipReason } from './helpers';
+import { closeUi, launchChromium, ROOT, startRun, startServe, uiSkipReason } from './helpers';
 
 /**
  * A mixed-precision webgpu run as the UI shows it, against a real `quadra serve` whose workers use
@@ -26,11 +26,7 @@ describe.skipIf(why !== null)(`a webgpu run in the UI${why ? ` (skipped: ${why})
     mkdirSync(shots, { recursive: true });
   }, 60_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await stopServe(server);
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => closeUi(browser, server, tmp));
 
   it('shows our GPU workers in the Monitor, and GPU memory and the loss scale in the run', async () => {
     const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
