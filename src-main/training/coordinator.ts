@@ -7,7 +7,7 @@ import type { LossParts, StepPhases } from '../engine/kernel';
 import type { EngineSnapshot, WorkerMemory } from './protocol';
 import { buildLayout } from '../engine/layout';
 import { ADAPTER_ENV } from '../engine/webgpu-adapters';
-import { createExchange } from './gradient-exchange';
+import { createExchange } from './file-exchange';
 import { abortSharedExchange, createSharedExchange, MAX_SHARED_EXCHANGE_WORKERS, type SharedExchangeLayout } from './shared-exchange';
 import { threadTransport } from './thread-transport';
 import { DEFAULT_WORKER_ENTRY, forkTransport, type TransportFactory } from './transport';

@@ -1,5 +1,5 @@
 import { OscillatorEngine } from '../engine/engine';
-import { ExchangeClient } from './gradient-exchange';
+import { ExchangeClient } from './file-exchange';
 import type { WorkerPlatform } from './worker-runtime';
 
 /**

@@ -2,7 +2,7 @@ import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import type { ErrorData } from '../../src-shared/errors';
 import type { GpuSituation, BackendStatus } from '../engine/backends';
 import type { LossParts, LossScalerState, OptimizerState, StepPhases } from '../engine/kernel';
-import type { ExchangeLayout } from './gradient-exchange';
+import type { ExchangeLayout } from './file-exchange';
 import type { SharedExchangeLayout } from './shared-exchange';
 
 /**

@@ -4,7 +4,7 @@ import type { GpuSituation } from '../engine/backends';
 import type { EngineCore } from '../engine/engine-core';
 import type { ModelKernel, StepPhases } from '../engine/kernel';
 import { Rng } from '../engine/random';
-import type { ExchangeLayout } from './gradient-exchange';
+import type { ExchangeLayout } from './file-exchange';
 import { SharedExchangeClient, type SharedExchangeLayout } from './shared-exchange';
 import type { FromWorker, ParentChannel, ScalerReport, ToWorker } from './protocol';
 
@@ -25,7 +25,7 @@ export interface WorkerEngineOptions {
   rank: number;
 }
 
-/** The file exchange's worker end (gradient-exchange.ts: a /dev/shm file shared by processes). */
+/** The file exchange's worker end (file-exchange.ts: a /dev/shm file shared by processes). */
 export interface FileExchange {
   write(rank: number, gradients: Float32Array): void;
   /** Every slot's weighted sum; the array may be reused by the next call. */

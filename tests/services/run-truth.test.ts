@@ -9,7 +9,7 @@ import { resumeTraining, startTraining, type TrainingRequestInput } from '../../
 import { importCheckpointBytes } from '../../src-main/services/workstation';
 import { openStore, type Store } from '../../src-main/store/database';
 import { TEST_HARDWARE } from '../helpers/training';
-import { createExchange, removeOrphanedExchanges } from '../../src-main/training/gradient-exchange';
+import { createExchange, removeOrphanedExchanges } from '../../src-main/training/file-exchange';
 import { expectQuadraError } from '../store/helpers';
 
 /**

@@ -88,11 +88,6 @@ function probeUncached(): SimdProbe {
   }
 }
 
-/** Only for tests: forget the cached probe (e.g. after changing QUADRA_SIMD_WASM_DIR). */
-export function resetSimdProbeForTests(): void {
-  cached = null;
-}
-
 /** The widths the kernel's SIMD loops need: multiples of 4. Null when the model fits. */
 export function simdModelProblem(model: { fieldSize: number; hiddenSize: number; spikingHiddenSize: number }): string | null {
   const bad = (['fieldSize', 'hiddenSize', 'spikingHiddenSize'] as const).filter((key) => model[key] % 4 !== 0);
