@@ -32,10 +32,10 @@ export function parseNumericCsv(text: string, fileLabel: string): NumericMatrix 
   let rows = 0;
   const values: number[] = [];
 
-  for (let index = 0; index < lines.length; index++) {
-    if (lines[index].trim() === '') continue;
+  for (const [index, line] of lines.entries()) {
+    if (line.trim() === '') continue;
     const lineNumber = index + 1;
-    const cells = lines[index].split(',').map(cleanCell);
+    const cells = line.split(',').map(cleanCell);
 
     if (cols === -1) {
       cols = cells.length;
@@ -52,9 +52,7 @@ export function parseNumericCsv(text: string, fileLabel: string): NumericMatrix 
       );
     }
 
-    for (let column = 0; column < cells.length; column++) {
-      values.push(parseCell(cells[column], lineNumber, column + 1, fail));
-    }
+    for (const [column, cell] of cells.entries()) values.push(parseCell(cell, lineNumber, column + 1, fail));
     rows++;
   }
 

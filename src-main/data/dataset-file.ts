@@ -74,7 +74,8 @@ export async function loadDatasetFile(filePath: string, options: LoadDatasetOpti
   let loaded: LoadedDataset;
   if (kind === 'npy') {
     const array = parseNpy(bytes, file);
-    const [rows, width] = array.shape.length === 1 ? [1, array.shape[0]] : [array.shape[0], array.shape[1]];
+    // parseNpy accepts one or two dimensions, so shape[0] (and shape[1] for two) exist.
+    const [rows, width] = array.shape.length === 1 ? [1, array.shape[0]!] : [array.shape[0]!, array.shape[1]!];
     if (rows === 0 || width === 0) {
       throw new QuadraError('INVALID_FILE', `${file}: array has shape (${array.shape.join(', ')}) and holds no values, expected at least one row`, {
         file,

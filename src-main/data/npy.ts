@@ -149,7 +149,7 @@ export function serializeNpy(data: Float32Array, shape: number[]): Uint8Array {
   view.setUint16(8, headerLength, true);
   out.set(new TextEncoder().encode(dict.padEnd(headerLength - 1, ' ') + '\n'), prefixBytes);
   const dataStart = prefixBytes + headerLength;
-  for (let i = 0; i < count; i++) view.setFloat32(dataStart + i * 4, data[i], true);
+  for (let i = 0; i < count; i++) view.setFloat32(dataStart + i * 4, data[i]!, true);
   return out;
 }
 
@@ -161,7 +161,7 @@ function parsePythonLiteral(text: string): PyValue {
   let position = 0;
   const error = (what: string): Error => new Error(`${what} at character ${position + 1}`);
   const skipSpace = (): void => {
-    while (position < text.length && /\s/.test(text[position])) position++;
+    while (position < text.length && /\s/.test(text.charAt(position))) position++;
   };
 
   const parseValue = (): PyValue => {
@@ -173,8 +173,9 @@ function parsePythonLiteral(text: string): PyValue {
     if (char === "'" || char === '"') return parseString();
     const word = /^(True|False|None)\b/.exec(text.slice(position));
     if (word !== null) {
-      position += word[1].length;
-      return word[1] === 'True' ? true : word[1] === 'False' ? false : null;
+      const literal = word[1] as 'True' | 'False' | 'None';
+      position += literal.length;
+      return literal === 'True' ? true : literal === 'False' ? false : null;
     }
     const integer = /^[-+]?\d+L?/.exec(text.slice(position));
     if (integer !== null) {

@@ -103,7 +103,7 @@ export class EpochSampler {
     const extra = globalBatch % workers;
     this.#shardStarts = [0];
     for (let rank = 0; rank < workers; rank++) {
-      this.#shardStarts.push(this.#shardStarts[rank] + base + (rank < extra ? 1 : 0));
+      this.#shardStarts.push(this.#shardStarts[rank]! + base + (rank < extra ? 1 : 0));
     }
   }
 
@@ -128,15 +128,15 @@ export class EpochSampler {
     const realSamples = Math.min(this.#globalBatch, rows - first);
     const shards: WorkerShard[] = [];
     for (let rank = 0; rank < this.#workers; rank++) {
-      const start = first + this.#shardStarts[rank];
-      const end = first + this.#shardStarts[rank + 1];
+      const start = first + this.#shardStarts[rank]!;
+      const end = first + this.#shardStarts[rank + 1]!;
       let shardRows: Uint32Array;
       if (end <= rows) {
         shardRows = order.slice(start, end);
       } else {
         shardRows = new Uint32Array(end - start);
         // Wrap padding: positions past the end continue from the start of this epoch's order.
-        for (let position = start; position < end; position++) shardRows[position - start] = order[position % rows];
+        for (let position = start; position < end; position++) shardRows[position - start] = order[position % rows]!;
       }
       shards.push({ rank, rows: shardRows, realRows: Math.max(0, Math.min(end, rows) - start) });
     }
@@ -179,8 +179,7 @@ export function gatherRows(data: Float32Array, width: number, rows: Uint32Array,
   }
   const batch = out === undefined ? new Float32Array(size) : out.subarray(0, size);
   const available = Math.floor(data.length / width);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i];
+  for (const [i, row] of rows.entries()) {
     if (row >= available) {
       throw new QuadraError('INVALID_ARGUMENT', `gatherRows: row ${row} is out of range, the data has ${available} rows of ${width}`, {
         row,

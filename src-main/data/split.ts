@@ -44,8 +44,8 @@ export function splitTrainValidation(rows: number, validationFraction = 0.1, see
 export function shuffleInPlace(values: Uint32Array, rng: Rng): Uint32Array {
   for (let i = values.length - 1; i > 0; i--) {
     const j = uniformIndex(rng, i + 1);
-    const swap = values[i];
-    values[i] = values[j];
+    const swap = values[i]!;
+    values[i] = values[j]!;
     values[j] = swap;
   }
   return values;

@@ -409,7 +409,9 @@ export class TrainingRun {
     if (!this.#events.checkpoint) return;
     // Sharded optimiser moments (shared-memory exchange) are gathered by every worker together.
     const asked = this.#shared ? this.#workers : this.#workers.slice(0, 1);
-    const [{ state }] = await this.#guard(Promise.all(asked.map((w) => w.request({ type: 'get-state' }, 'state'))));
+    const replies = await this.#guard(Promise.all(asked.map((w) => w.request({ type: 'get-state' }, 'state'))));
+    const state = replies[0]?.state;
+    if (!state) throw new QuadraError('INTERNAL', 'checkpoint: no worker to read the state from');
     await this.#events.checkpoint({ epoch, stepInEpoch, step, trainLoss: this.#snapshot.trainLoss, validationLoss, state, resumeAt });
   }
 

@@ -248,7 +248,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): PickleValu
     if (!(type instanceof PickleGlobal) || type.tag.kind !== 'storage') return fail(`has a storage of type ${describe(type)}, expected a typed storage (${at()})`);
     if (typeof key !== 'string' || typeof location !== 'string') return fail(`has a storage whose key or location is not a string (${at()})`);
     const dtype = type.tag.dtype;
-    const elements = int(numel, `the element count of storage "${key}"`);
+    const elements = int(numel ?? null, `the element count of storage "${key}"`);
     if (elements < 0) fail(`has storage "${key}" with ${elements} elements (${at()})`);
     const known = storages.get(key);
     if (known) {
@@ -270,7 +270,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): PickleValu
     if (args.length !== 6 && args.length !== 7) fail(`calls _rebuild_tensor_v2 with ${args.length} arguments, expected 6 or 7 (${at()})`);
     const [storage, offsetValue, size, stride, requiresGrad, hooks, metadata] = args;
     if (!(storage instanceof StorageRef)) return fail(`calls _rebuild_tensor_v2 on ${describe(storage)}, expected a storage (${at()})`);
-    const offset = int(offsetValue, 'a tensor storage offset');
+    const offset = int(offsetValue ?? null, 'a tensor storage offset');
     if (!(size instanceof PickleTuple) || !(stride instanceof PickleTuple)) return fail(`has a tensor whose size or stride is not a tuple (${at()})`);
     if (size.items.length !== stride.items.length || size.items.length > MAX_RANK) {
       fail(`has a tensor with size of rank ${size.items.length} and stride of rank ${stride.items.length} (at most ${MAX_RANK}, equal) (${at()})`);
