@@ -40,10 +40,6 @@ export class QuadraError extends Error {
   }
 }
 
-export function isQuadraError(value: unknown): value is QuadraError {
-  return value instanceof QuadraError;
-}
-
 /** Turns anything thrown into error data; unknown errors keep their message under INTERNAL. */
 export function toErrorData(error: unknown): ErrorData {
   if (error instanceof QuadraError) return error.toData();

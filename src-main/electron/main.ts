@@ -1,11 +1,7 @@
 import { app, BrowserWindow, dialog, session, webContents } from 'electron';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { GpuMonitor } from '../hardware/gpu-monitor';
-import { detectHardware } from '../hardware/detect';
-import { WorkstationService } from '../services/workstation';
-import { openStore } from '../store/database';
-import { defaultDatabasePath } from '../store/paths';
+import { createWorkstation } from '../services/create-workstation';
 import { withBackendTransports } from '../training/transport';
 import { broadcast, registerApi } from './ipc';
 import { isWorkerWindow, rendererTransport } from './renderer-transport';
@@ -46,20 +42,11 @@ if (!app.requestSingleInstanceLock()) {
 }
 
 async function start(): Promise<void> {
-  const store = openStore(defaultDatabasePath());
-  store.runs.markInterruptedRuns();
-  const hardware = detectHardware();
-  let service: WorkstationService | null = null;
-  const monitor = new GpuMonitor({ ourPids: () => service?.workerPids() ?? [] });
-  service = new WorkstationService({
-    store,
-    hardware: () => hardware,
-    dataDir: path.dirname(store.file),
+  const { store, service } = createWorkstation({
     // build.mjs bundles the training worker and the webgpu worker's page next to this file. webgpu
     // trains in hidden windows: Electron's V8 memory cage blocks dawn.node's readback.
     transport: withBackendTransports(utilityTransport(path.join(here, 'worker-main.mjs')), { webgpu: rendererTransport(path.join(here, 'gpu-worker.html')) }),
     emit: (event, payload) => broadcast(webContents.getAllWebContents(), event, payload),
-    monitor: { start: () => monitor.start(), stop: () => void monitor.stop(), onSample: (l) => monitor.onDidSample(l) },
   });
   registerApi(service, (url) => url.startsWith(rendererUrl));
 
@@ -79,13 +66,13 @@ async function start(): Promise<void> {
   });
   // Listening keeps Electron from quitting by itself; the UI window's 'closed' decides (createWindow).
   app.on('window-all-closed', () => undefined);
+  let stopping = false;
   app.on('before-quit', (event) => {
-    if (!service) return;
+    if (stopping) return;
     event.preventDefault();
-    const closing = service;
-    service = null;
+    stopping = true;
     // Running trainings stop after their current step and keep a checkpoint.
-    void closing.shutdown().finally(() => {
+    void service.shutdown().finally(() => {
       store.close();
       app.quit();
     });

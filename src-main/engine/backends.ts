@@ -70,10 +70,6 @@ const require = createRequire(import.meta.url);
 let nativePackageLoaded: 'gpu' | 'cpu' | null = null;
 let selected: BackendSelection | null = null;
 
-export function isBackendId(value: string): value is BackendId {
-  return (BACKEND_IDS as readonly string[]).includes(value);
-}
-
 /**
  * Initialises the requested backend, or with 'auto' the first of the chain that works. Safe to call
  * again: the backend chosen first stays (tfjs keeps one native binding per process).

@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { QuadraError } from '../../src-shared/errors';
-import type { CpuSample, GpuMonitorStatus, GpuProcessSample, GpuSample, MonitorSample } from '../../src-shared/monitor';
-import { NOT_ON_PATH_REASON, resolveNvidiaSmi } from './nvidia-smi';
+import type { GpuMonitorStatus, GpuProcessSample, GpuSample, MonitorSample } from '../../src-shared/monitor';
+import { CpuUsageSampler } from './cpu-usage';
+import { firstLine, isMissing, NOT_ON_PATH_REASON, resolveNvidiaSmi } from './nvidia-smi';
 
 /** The --query-gpu columns of the monitor stream, in the order nvidia-smi prints them. */
 export const GPU_SAMPLE_FIELDS = [
@@ -42,11 +43,6 @@ const KILL_GRACE_MS = 2000;
 const MAX_STDERR_CHARS = 4096;
 /** A "line" longer than this is not nvidia-smi CSV; drop it rather than buffer without end. */
 const MAX_LINE_CHARS = 64 * 1024;
-
-/** nvidia-smi's spellings of "no value": [N/A], [Not Supported], [Unknown Error], and bare N/A in old drivers. */
-function isMissing(value: string): boolean {
-  return value === 'N/A' || /^\[.*\]$/.test(value);
-}
 
 function lineError(line: string, what: string): QuadraError {
   return new QuadraError('INVALID_FILE', `nvidia-smi: ${what} in "${line}"`, { text: line });
@@ -122,24 +118,6 @@ export function parseComputeAppLine(line: string): ComputeAppRow {
   };
 }
 
-/** Busy share per core between two os.cpus() readings; cores that appeared or vanished in between read 0. */
-export function cpuUsageBetween(before: ReadonlyArray<Pick<os.CpuInfo, 'times'>>, after: ReadonlyArray<Pick<os.CpuInfo, 'times'>>): CpuSample {
-  const totalOf = (times: os.CpuInfo['times']) => times.user + times.nice + times.sys + times.idle + times.irq;
-  const busyShare = (busy: number, total: number) => (total > 0 ? Math.min(100, Math.max(0, (100 * busy) / total)) : 0);
-  let busySum = 0;
-  let totalSum = 0;
-  const perCorePercent = after.map((core, index) => {
-    const previous = before[index];
-    if (previous === undefined || before.length !== after.length) return 0;
-    const total = totalOf(core.times) - totalOf(previous.times);
-    const busy = total - (core.times.idle - previous.times.idle);
-    busySum += busy;
-    totalSum += total;
-    return busyShare(busy, total);
-  });
-  return { perCorePercent, totalPercent: busyShare(busySum, totalSum) };
-}
-
 export interface GpuMonitorOptions {
   /** How often samples are emitted and nvidia-smi prints (`-lms`). */
   intervalMs?: number;
@@ -158,6 +136,13 @@ export interface GpuMonitorOptions {
 }
 
 export type MonitorListener = (sample: MonitorSample) => void;
+
+/** Live samples the workstation turns on while a client watches: GpuMonitor, or a stand-in. */
+export interface MonitorSource {
+  start(): void;
+  stop(): void | Promise<void>;
+  onDidSample(listener: MonitorListener): () => void;
+}
 
 type StreamKind = 'gpus' | 'apps';
 
@@ -183,17 +168,13 @@ function positiveInteger(name: string, value: number, minimum: number): number {
   return value;
 }
 
-function firstLine(text: string): string {
-  return text.split(/\r?\n/).map((line) => line.trim()).find((line) => line !== '') ?? '';
-}
-
 /**
  * Live GPU and CPU samples, one per interval. GPU data comes from two long-running `nvidia-smi -lms`
  * processes (GPUs and compute processes); CPU and memory from the os module. Without nvidia-smi the
  * GPU status is `unavailable` and CPU samples go on; an nvidia-smi that exits, fails or hangs is
  * started again after a growing pause, at most maxRestarts times, then the status stays `failed`.
  */
-export class GpuMonitor {
+export class GpuMonitor implements MonitorSource {
   readonly #intervalMs: number;
   readonly #maxRestarts: number;
   readonly #restartDelayMs: number;
@@ -217,7 +198,7 @@ export class GpuMonitor {
   #streams: SmiStream[] = [];
   #restarts = 0;
   #status: GpuMonitorStatus = { state: 'starting' };
-  #cpuBefore: os.CpuInfo[] = [];
+  #cpu = new CpuUsageSampler();
 
   #gpuTick: GpuSample[] = [];
   #latestGpus: GpuSample[] = [];
@@ -255,7 +236,7 @@ export class GpuMonitor {
     this.#running = true;
     this.#restarts = 0;
     this.#status = { state: 'starting' };
-    this.#cpuBefore = os.cpus();
+    this.#cpu = new CpuUsageSampler();
     this.#timer = setInterval(() => this.#emitSample(), this.#intervalMs);
 
     this.#file = this.#nvidiaSmiPath ?? resolveNvidiaSmi(this.#env);
@@ -443,9 +424,7 @@ export class GpuMonitor {
       this.#endSession(`nvidia-smi printed no GPU line for ${this.#stallTimeoutMs} ms (a hung driver?)`, 'crash');
     }
 
-    const cpuNow = os.cpus();
-    const cpu = cpuUsageBetween(this.#cpuBefore, cpuNow);
-    this.#cpuBefore = cpuNow;
+    const cpu = this.#cpu.sample();
 
     const ok = this.#status.state === 'ok';
     const gpus = ok ? this.#latestGpus : [];

@@ -64,7 +64,7 @@ export function resolveNvidiaSmi(env: NodeJS.ProcessEnv = process.env): string |
 }
 
 /** nvidia-smi's spellings of "no value": [N/A], [Not Supported], [Unknown Error], and bare N/A in old drivers. */
-function isMissing(value: string): boolean {
+export function isMissing(value: string): boolean {
   return value === 'N/A' || /^\[.*\]$/.test(value);
 }
 
@@ -125,7 +125,8 @@ export function parseCudaVersion(bannerText: string): string | null {
 
 type RunResult = { ok: true; stdout: string } | { ok: false; reason: string };
 
-function firstLine(text: string): string {
+/** The first non-blank line, trimmed: what nvidia-smi's (or the OS's) message says, in one line. */
+export function firstLine(text: string): string {
   return text.split(/\r?\n/).map((line) => line.trim()).find((line) => line !== '') ?? '';
 }
 

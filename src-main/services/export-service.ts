@@ -9,7 +9,7 @@ import { exportOnnx } from '../engine/export/onnx';
 import { exportPth } from '../engine/export/pth';
 import { exportTorchrun } from '../engine/export/torchrun';
 import type { Store } from '../store/database';
-import { resolveDataset } from './training-service';
+import { isSyntheticSpec, resolveDataset } from './datasets';
 
 /**
  * One stored checkpoint out to where the model goes next (DESIGN.md §6): our safetensors (F16
@@ -65,7 +65,7 @@ function safeRunConfig(runId: number, config: unknown) {
 /** The run's training rows for a torchrun package: its registered dataset, or synthetic rows regenerated with the seed. */
 async function runData(store: Store, datasetId: number | null, spec: string, engine: ReturnType<typeof parseEngineConfig>): Promise<NonNullable<ExportInput['run']>['data']> {
   try {
-    const resolved = await resolveDataset(store, spec === 'synthetic' || spec.startsWith('synthetic:') ? spec : datasetId !== null ? { datasetId } : spec, engine);
+    const resolved = await resolveDataset(store, isSyntheticSpec(spec) ? spec : datasetId !== null ? { datasetId } : spec, engine);
     return { rows: resolved.data.rows, width: resolved.data.width, values: resolved.data.values };
   } catch {
     // The data is gone (a deleted or changed file): the package trains on the --data the user gives it.

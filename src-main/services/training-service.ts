@@ -1,10 +1,8 @@
-import { createHash } from 'node:crypto';
-import os from 'node:os';
 import path from 'node:path';
 import { parseEngineConfig, type BackendId, type EngineConfig } from '../../src-shared/engine-config';
 import { QuadraError, toErrorData, type ErrorData } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
-import type { DatasetRecord, RunMode, RunRecord } from '../../src-shared/records';
+import type { RunMode, RunRecord } from '../../src-shared/records';
 import {
   parseOrThrow,
   parseRunConfig,
@@ -13,19 +11,19 @@ import {
   type TrainingRequest,
   type TrainingRequestInput,
 } from '../../src-shared/run-config';
-import { loadDatasetFile } from '../data/dataset-file';
 import { splitTrainValidation } from '../data/split';
-import { parseSyntheticSpec, syntheticRows } from '../data/synthetic';
 import { assertPrecisionSupported, selectBackend, type ModelWidths } from '../engine/backends';
 import { decodeCheckpoint, encodeCheckpoint, readCheckpointFile, type CheckpointContents } from '../engine/checkpoint';
 import { initialFieldState } from '../engine/init';
 import { buildLayout } from '../engine/layout';
 import { chooseAdapters } from '../engine/webgpu-adapters';
 import type { Store } from '../store/database';
+import { CpuUsageSampler } from '../hardware/cpu-usage';
 import { currentOwner } from '../hardware/process-identity';
 import { TrainingRun, type ProgressSnapshot, type RunOutcome, type TrainingEvents, type TrainingPlan } from '../training/coordinator';
 import type { EngineSnapshot } from '../training/protocol';
 import type { TransportFactory } from '../training/transport';
+import { resolveDataset, resumeDatasetOf, type LoadedData } from './datasets';
 
 export type { TrainingRequest, TrainingRequestInput } from '../../src-shared/run-config';
 
@@ -146,20 +144,6 @@ export async function resumeTraining(runId: number, ctx: ServiceContext, fromChe
   return execute(claimed, stored, plan, ctx);
 }
 
-/** The data a resumed run trains on: its synthetic spec, or the dataset it registered (by id). */
-function resumeDatasetOf(runId: number, run: RunRecord, stored: StoredRunConfig): string | { datasetId: number } {
-  if (isSyntheticSpec(stored.dataset)) return stored.dataset;
-  if (run.datasetId === null) {
-    throw new QuadraError('NOT_FOUND', `run ${runId}'s dataset (${stored.dataset}) is no longer registered; import it again and train from the run's checkpoint with --init-from`, { runId });
-  }
-  return { datasetId: run.datasetId };
-}
-
-/** 'synthetic' or 'synthetic:…' (parseSyntheticSpec says what is wrong with the rest); a file named synthetic.csv is a file. */
-function isSyntheticSpec(spec: string): boolean {
-  return spec === 'synthetic' || spec.startsWith('synthetic:');
-}
-
 /** The training plan, checked (TrainingRun.check) so a run that cannot start is refused before it is recorded. */
 function planFor(
   stored: StoredRunConfig,
@@ -246,7 +230,7 @@ async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPl
   let storeError: ErrorData | null = null;
   // A point is recorded per step reached; the start (a resumed or warm-started step) is not a new one.
   let lastRecordedStep = plan.start?.state.step ?? 0;
-  const cpu = new CpuMeter();
+  const cpu = new CpuUsageSampler();
   let training: TrainingRun | null = null;
   /** A store write that fails stops the run cleanly instead of losing track of it. */
   const record = (action: () => void) => {
@@ -285,7 +269,7 @@ async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPl
             validationLoss: finiteOrNull(snapshot.validationLoss),
             samplesPerSec: finiteOrNull(snapshot.samplesPerSec),
             gpuMemoryMiB: gpuBytes > 0 ? gpuBytes / 2 ** 20 : null,
-            cpuPercent: cpu.percent(),
+            cpuPercent: cpu.totalPercent(),
             rssBytes: rss > 0 ? rss : null,
             ...(snapshot.lossScale === null ? {} : { lossScale: snapshot.lossScale }),
             ...(snapshot.skippedSteps === null ? {} : { skippedSteps: snapshot.skippedSteps }),
@@ -342,61 +326,6 @@ function definedOnly<T extends Record<string, number | null>>(values: T): Partia
   return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== null)) as Partial<{ [K in keyof T]: number }>;
 }
 
-interface LoadedData {
-  rows: number;
-  width: number;
-  values: Float32Array;
-}
-
-/**
- * Resolves 'synthetic:N', a registered dataset ({ datasetId }, or from the CLI its name) or (CLI) a
- * file path, loading the data. What is new is registered only by `register()`, which the caller
- * calls once the run is sure to start.
- */
-export async function resolveDataset(
-  store: Store,
-  spec: string | { datasetId: number },
-  engine: EngineConfig,
-): Promise<{ data: LoadedData; register: () => DatasetRecord }> {
-  const F = engine.model.fieldSize;
-  if (typeof spec === 'string' && isSyntheticSpec(spec)) {
-    const rows = parseSyntheticSpec(spec);
-    const values = syntheticRows(rows, F, engine.seed);
-    const name = `synthetic:${rows}x${F}:seed${engine.seed}`;
-    const register = () => store.datasets.getByName(name) ?? store.datasets.add({ name, kind: 'synthetic', sourcePath: null, rows, width: F, sha256: sha256Of(values) });
-    return { data: { rows, width: F, values }, register };
-  }
-  const registered = typeof spec === 'string' ? store.datasets.getByName(spec) : store.datasets.get(spec.datasetId);
-  if (registered) {
-    const label = `"${registered.name}"`;
-    if (registered.kind === 'synthetic' || !registered.sourcePath) {
-      throw new QuadraError('INVALID_ARGUMENT', `dataset ${label} is synthetic; use synthetic:N`);
-    }
-    const loaded = await loadDatasetFile(registered.sourcePath, { expectedWidth: F });
-    if (loaded.sha256 !== registered.sha256) {
-      throw new QuadraError('INVALID_FILE', `${registered.sourcePath}: the file changed since it was imported as ${label} (sha256 differs); import it again`, {
-        file: registered.sourcePath,
-      });
-    }
-    return { data: { rows: loaded.rows, width: loaded.width, values: loaded.data }, register: () => registered };
-  }
-  const loaded = await loadDatasetFile(spec as string, { expectedWidth: F });
-  return { data: { rows: loaded.rows, width: loaded.width, values: loaded.data }, register: () => importedRecord(store, loaded, undefined) };
-}
-
-/** Registers a loaded file (reusing the record when the same bytes were imported before). */
-export function importedRecord(store: Store, loaded: Awaited<ReturnType<typeof loadDatasetFile>>, name: string | undefined): DatasetRecord {
-  const existing = store.datasets.list().find((d) => d.sha256 === loaded.sha256 && d.width === loaded.width);
-  if (existing && (name === undefined || existing.name === name)) return existing;
-  const base = name ?? path.basename(loaded.sourcePath);
-  let unique = base;
-  for (let i = 2; store.datasets.getByName(unique); i++) unique = `${base} (${i})`;
-  if (name !== undefined && unique !== name) {
-    throw new QuadraError('INVALID_ARGUMENT', `a dataset named "${name}" already exists; choose another --name`, { field: 'name' });
-  }
-  return store.datasets.add({ name: unique, kind: loaded.kind, sourcePath: path.resolve(loaded.sourcePath), rows: loaded.rows, width: loaded.width, sha256: loaded.sha256 });
-}
-
 /** The run's backend, chosen here once so every worker runs the same one and the run records which. */
 interface ResolvedBackend {
   id: BackendId;
@@ -443,30 +372,5 @@ function safe<T>(read: () => T): T | null {
     return read();
   } catch {
     return null;
-  }
-}
-
-function sha256Of(values: Float32Array): string {
-  return createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest('hex');
-}
-
-/** Whole-machine CPU use between two calls, from the kernel's per-core counters. */
-class CpuMeter {
-  #last = os.cpus().map((c) => c.times);
-
-  percent(): number | null {
-    const now = os.cpus().map((c) => c.times);
-    let busy = 0;
-    let total = 0;
-    now.forEach((t, i) => {
-      const p = this.#last[i];
-      if (!p) return;
-      const idle = t.idle - p.idle;
-      const all = t.user - p.user + (t.nice - p.nice) + (t.sys - p.sys) + (t.irq - p.irq) + idle;
-      busy += all - idle;
-      total += all;
-    });
-    this.#last = now;
-    return total > 0 ? (100 * busy) / total : null;
   }
 }

@@ -4,30 +4,25 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ApiEvent, ApiRequest, DatasetPreview, ExportedFile, HardwareReport, RunDetail, WorkstationApi, WorkstationEvents } from '../../src-shared/api';
+import type { PytorchAvailability } from '../../src-shared/benchmarks';
 import { BACKEND_IDS, parseEngineConfig, type BackendId } from '../../src-shared/engine-config';
-import { PYTORCH, suiteConfigurations, type PytorchAvailability } from '../../src-shared/benchmarks';
 import { QuadraError } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
-import type { MonitorSample, OurGpuWorker } from '../../src-shared/monitor';
+import type { OurGpuWorker } from '../../src-shared/monitor';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from '../../src-shared/records';
-import { runParallelBench } from '../bench/parallel-bench';
-import { probePytorch, pytorchFingerprint, runPytorchBench, type PytorchProbe } from '../bench/pytorch-bench';
+import { probePytorch, type PytorchProbe } from '../bench/pytorch-bench';
+import { runSuite } from '../bench/suite';
 import { loadDatasetFile, previewDataset } from '../data/dataset-file';
 import { getOptimalConfig } from '../engine/auto-config';
 import { probeBackends } from '../engine/backends';
 import { decodeCheckpoint, storableCheckpoint } from '../engine/checkpoint';
 import { exportStoredCheckpoint, zipFolder } from './export-service';
-import { versions } from '../engine/versions';
+import type { MonitorSource } from '../hardware/gpu-monitor';
 import type { Store } from '../store/database';
 import type { TrainingRun } from '../training/coordinator';
 import type { TransportFactory } from '../training/transport';
-import { importedRecord, resumeTraining, startTraining, type ServiceContext, type TrainingResult } from './training-service';
-
-export interface MonitorSource {
-  start(): void;
-  stop(): void;
-  onSample(listener: (sample: MonitorSample) => void): () => void;
-}
+import { importedRecord } from './datasets';
+import { resumeTraining, startTraining, type ServiceContext, type TrainingResult } from './training-service';
 
 /** Serve mode's upload folder, as the service sees it: a file by its random id, and "done with it". */
 export interface UploadResolver {
@@ -57,6 +52,7 @@ export interface WorkstationDeps {
 export class WorkstationService implements WorkstationApi {
   #deps: WorkstationDeps;
   #live = new Map<number, TrainingRun>();
+  /** What shutdown() waits for: each started run until it has finished. */
   #finished = new Map<number, Promise<TrainingResult>>();
   #stopMonitor: (() => void) | null = null;
   /** Importing torch takes a second or more: a Python that has it is found once per process. */
@@ -201,75 +197,17 @@ export class WorkstationService implements WorkstationApi {
     const { store, emit } = this.#deps;
     const hardware = await this.#deps.hardware();
     const suite = store.benchmarks.createSuite({ name: request.name, config: request });
-    const configurations = suiteConfigurations(request);
-    const fingerprint = fingerprintOf(hardware);
     // Runs in the background; progress and the finished results arrive as events and in the store.
-    void (async () => {
-      for (const [index, c] of configurations.entries()) {
-        // PyTorch is one process whatever the worker counts: said in its label, recorded as 1 worker.
-        const label = c.backend === PYTORCH ? `pytorch (one process, fastest thread count), batch ${c.batchSize}` : `${c.backend} × ${c.workers}, batch ${c.batchSize}`;
-        emit('onDidProgressBenchmark', { suiteId: suite.id, done: index, total: configurations.length, label });
-        const config = parseEngineConfig({ batchSize: c.batchSize, precision: request.precision ?? 'fp32', model: { spikeGradient: request.spikeGradient ?? 'surrogate' } });
-        if (c.backend === PYTORCH) {
-          await this.#benchPytorch(suite.id, config, request).catch((error: unknown) => {
-            emit('onDidProgressBenchmark', { suiteId: suite.id, done: index + 1, total: configurations.length, label, error: (error as Error).message });
-          });
-          continue;
-        }
-        const result = await runParallelBench({
-          config,
-          workers: c.workers,
-          backend: c.backend as BackendId,
-          gpu: { gpus: hardware.gpus, nvidiaSmi: hardware.nvidiaSmi },
-          warmup: request.warmup ?? 5,
-          iterations: request.iterations ?? 20,
-          repeats: request.repeats ?? 3,
-          ...(this.#deps.transport ? { transport: this.#deps.transport } : {}),
-        }).catch((error: unknown) => {
-          emit('onDidProgressBenchmark', { suiteId: suite.id, done: index + 1, total: configurations.length, label: `${c.backend} × ${c.workers}, batch ${c.batchSize}`, error: (error as Error).message });
-          return null;
-        });
-        if (result) {
-          store.benchmarks.addResult({
-            suiteId: suite.id,
-            backend: c.backend as BackendId,
-            workers: c.workers,
-            batchSize: c.batchSize,
-            spikeGradient: config.model.spikeGradient,
-            trainSamplesPerSec: result.trainSamplesPerSec,
-            forwardSamplesPerSec: result.forwardSamplesPerSec,
-            fingerprint: { ...fingerprint, backend: c.backend, precision: config.precision },
-          });
-        }
-      }
-      emit('onDidProgressBenchmark', { suiteId: suite.id, done: configurations.length, total: configurations.length, label: 'done' });
-    })();
+    void runSuite({
+      store,
+      suiteId: suite.id,
+      request,
+      hardware,
+      ...(this.#deps.transport ? { transport: this.#deps.transport } : {}),
+      probePytorch: () => this.#probePytorch(),
+      onProgress: (progress) => emit('onDidProgressBenchmark', progress),
+    });
     return { suiteId: suite.id };
-  }
-
-  /** One PyTorch configuration of a suite: bench/pytorch-reference.py, its result stored with torch's details. */
-  async #benchPytorch(suiteId: number, config: ReturnType<typeof parseEngineConfig>, request: ApiRequest<'runBenchmarkSuite'>): Promise<void> {
-    const result = await runPytorchBench({
-      probe: await this.#probePytorch(),
-      batchSize: config.batchSize,
-      spikeGradient: config.model.spikeGradient,
-      fieldSize: config.model.fieldSize,
-      precision: config.precision === 'mixed' ? 'mixed' : 'fp32',
-      warmup: request.warmup ?? 5,
-      iterations: request.iterations ?? 20,
-      repeats: request.repeats ?? 3,
-    });
-    const hardware = await this.#deps.hardware();
-    this.#deps.store.benchmarks.addResult({
-      suiteId,
-      backend: PYTORCH,
-      workers: 1,
-      batchSize: config.batchSize,
-      spikeGradient: result.spikeGradient,
-      trainSamplesPerSec: result.trainSamplesPerSec,
-      forwardSamplesPerSec: result.forwardSamplesPerSec,
-      fingerprint: { ...fingerprintOf(hardware), backend: PYTORCH, precision: result.precision, ...pytorchFingerprint(result) },
-    });
   }
 
   /** A Python with torch, once found, is kept; after a failure the next call looks again (torch may have been installed). */
@@ -297,11 +235,11 @@ export class WorkstationService implements WorkstationApi {
     const monitor = this.#deps.monitor;
     if (!monitor) throw new QuadraError('UNSUPPORTED', 'this workstation was started without a hardware monitor');
     if (request.enabled && !this.#stopMonitor) {
-      const unsubscribe = monitor.onSample((sample) => this.#deps.emit('onDidSampleMonitor', { ...sample, ourGpuWorkers: this.#ourGpuWorkers() }));
+      const unsubscribe = monitor.onDidSample((sample) => this.#deps.emit('onDidSampleMonitor', { ...sample, ourGpuWorkers: this.#ourGpuWorkers() }));
       monitor.start();
       this.#stopMonitor = () => {
         unsubscribe();
-        monitor.stop();
+        void monitor.stop();
       };
     } else if (!request.enabled && this.#stopMonitor) {
       this.#stopMonitor();
@@ -324,11 +262,6 @@ export class WorkstationService implements WorkstationApi {
     return [...this.#live.values()].flatMap((run) => run.workerPids.filter((pid): pid is number => pid !== undefined));
   }
 
-  /** Waits for a started run to finish (tests, and a clean shutdown). */
-  async settled(runId: number): Promise<TrainingResult | undefined> {
-    return this.#finished.get(runId);
-  }
-
   /** Cancels every live run (each keeps a checkpoint) and waits for them. */
   async shutdown(): Promise<void> {
     for (const run of this.#live.values()) run.cancel();
@@ -340,14 +273,14 @@ export class WorkstationService implements WorkstationApi {
   #launch(start: (ctx: ServiceContext) => Promise<TrainingResult>): Promise<{ runId: number }> {
     const { store, emit } = this.#deps;
     return new Promise((resolve, reject) => {
-      let started = false;
+      let startedId: number | null = null;
       void this.#deps.hardware().then((hardware) => {
         const finished = start({
           store,
           hardware,
           ...(this.#deps.transport ? { transport: this.#deps.transport } : {}),
           onStarted: (runId, run) => {
-            started = true;
+            startedId = runId;
             this.#live.set(runId, run);
             this.#finished.set(runId, finished);
             resolve({ runId });
@@ -381,10 +314,12 @@ export class WorkstationService implements WorkstationApi {
         finished.then(
           (result) => {
             this.#live.delete(result.runId);
+            this.#finished.delete(result.runId);
             emit('onDidChangeRun', store.runs.get(result.runId));
           },
           (error: unknown) => {
-            if (!started) reject(error);
+            if (startedId === null) reject(error);
+            else this.#finished.delete(startedId);
           },
         );
       }, reject);
@@ -424,18 +359,6 @@ export function importCheckpointBytes(store: Store, fileName: string, bytes: Uin
 function wholeOrZero(text: string | undefined): number {
   const value = Number(text);
   return text !== undefined && Number.isSafeInteger(value) && value >= 0 ? value : 0;
-}
-
-function fingerprintOf(hardware: HardwareInfo): Record<string, string> {
-  const v = versions();
-  return {
-    cpu: `${hardware.cpu.model} (${hardware.cpu.physicalCores} cores)`,
-    gpus: hardware.gpus.map((g) => g.name).join(', ') || 'none',
-    driver: hardware.gpus[0]?.driverVersion ?? 'none',
-    cuda: hardware.gpus[0]?.cudaVersion ?? 'none',
-    os: `${hardware.platform} ${hardware.arch} ${os.release()}`,
-    ...Object.fromEntries(Object.entries(v).map(([k, value]) => [k, value])),
-  };
 }
 
 function safeName(fileName: string): string {

@@ -14,7 +14,6 @@ import { DatasetRepository } from './datasets';
 import { MetricRepository } from './metrics';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from './migrations/index';
 import { RunRepository } from './runs';
-import { SettingsRepository } from './settings';
 
 /** Past this, the WAL file is truncated back after a checkpoint (checkpoint blobs would otherwise leave it large). */
 const JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
@@ -35,7 +34,6 @@ export interface Store {
   readonly metrics: MetricRepository;
   readonly checkpoints: CheckpointRepository;
   readonly benchmarks: BenchmarkRepository;
-  readonly settings: SettingsRepository;
   /** Gives the space of deleted rows (checkpoint blobs) back to the disk. */
   reclaimSpace(): void;
   close(): void;
@@ -147,7 +145,6 @@ function createStore(ctx: StoreContext, readonly: boolean): Store {
     metrics: new MetricRepository(ctx),
     checkpoints: new CheckpointRepository(ctx),
     benchmarks: new BenchmarkRepository(ctx),
-    settings: new SettingsRepository(ctx),
     reclaimSpace() {
       ctx.write('reclaim free space', () => {
         db.pragma('incremental_vacuum');

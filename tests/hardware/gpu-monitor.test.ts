@@ -6,10 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { QuadraError } from '../../src-shared/errors';
 import type { GpuMonitorStatus, GpuProcessSample, GpuSample, MonitorSample } from '../../src-shared/monitor';
+import { cpuUsageBetween } from '../../src-main/hardware/cpu-usage';
 import {
   GpuMonitor,
   computeAppArgs,
-  cpuUsageBetween,
   gpuSampleArgs,
   parseComputeAppLine,
   parseGpuSampleLine,

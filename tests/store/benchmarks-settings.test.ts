@@ -60,27 +60,3 @@ describe('benchmarks', () => {
     expectIntegrityOk(store);
   });
 });
-
-describe('settings', () => {
-  it('returns the fallback until set, then the stored JSON value', () => {
-    const store = testStore();
-    expect(store.settings.get('theme', 'light')).toBe('light');
-    store.settings.set('theme', 'dark');
-    store.settings.set('window', { width: 1280, height: 800, maximized: false });
-    store.settings.set('recent', [1, 2, 3]);
-    store.settings.set('nothing', null);
-    expect(store.settings.get('theme', 'light')).toBe('dark');
-    expect(store.settings.get('window', {})).toEqual({ width: 1280, height: 800, maximized: false });
-    expect(store.settings.get('recent', [])).toEqual([1, 2, 3]);
-    expect(store.settings.get('nothing', 'fallback')).toBeNull();
-    store.settings.set('theme', 'system');
-    expect(store.settings.get('theme', 'light')).toBe('system');
-  });
-
-  it('refuses values JSON cannot hold', () => {
-    const store = testStore();
-    expectQuadraError(() => store.settings.set('x', undefined), 'INVALID_ARGUMENT', "setting 'x' cannot be stored as JSON");
-    expectQuadraError(() => store.settings.set('x', () => 1), 'INVALID_ARGUMENT');
-    expect(store.settings.get('x', 'unset')).toBe('unset');
-  });
-});

@@ -26,13 +26,11 @@ describe('openStore', () => {
     const file = path.join(tempDir(), 'quadra.sqlite');
     const first = openStore(file);
     const run = first.runs.create(NEW_RUN);
-    first.settings.set('theme', 'dark');
     first.close();
     first.close(); // a second close is harmless
 
     const again = testStore(file);
     expect(again.runs.get(run.id)).toEqual(run);
-    expect(again.settings.get('theme', 'light')).toBe('dark');
     expect(again.db.pragma('user_version', { simple: true })).toBe(LATEST_SCHEMA_VERSION);
     expectIntegrityOk(again);
   });

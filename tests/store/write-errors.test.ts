@@ -29,7 +29,6 @@ function seeded() {
   const run = store.runs.create(NEW_RUN);
   store.metrics.append(Array.from({ length: 10 }, (_, i) => point(run.id, i)));
   const checkpoint = store.checkpoints.add({ runId: run.id, epoch: 0, step: 9, validationLoss: 0.5, trainLoss: 0.4, data: new Uint8Array(5000).fill(7) });
-  store.settings.set('theme', 'dark');
   return { file, store, run, checkpoint };
 }
 
@@ -52,7 +51,6 @@ describe('write failures', () => {
       ['prune the checkpoints', () => readonly.checkpoints.prune(run.id, 0)],
       ['add dataset', () => readonly.datasets.add({ name: 'd', kind: 'csv', sourcePath: '/d.csv', rows: 1, width: 1, sha256: '' })],
       ['create benchmark suite', () => readonly.benchmarks.createSuite({ name: 's', config: {} })],
-      ["save setting 'theme'", () => readonly.settings.set('theme', 'light')],
       ['remove run', () => readonly.runs.remove(run.id)],
     ];
     for (const [action, write] of writes) {
@@ -66,7 +64,6 @@ describe('write failures', () => {
     expect(readonly.checkpoints.listByRun(run.id)).toHaveLength(3);
     expect(readonly.metrics.range(run.id)).toHaveLength(10);
     expect(readonly.checkpoints.getData(checkpoint.id)).toHaveLength(5000);
-    expect(readonly.settings.get('theme', 'light')).toBe('dark');
     expectIntegrityOk(readonly);
   });
 

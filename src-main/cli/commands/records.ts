@@ -5,7 +5,7 @@ import path from 'node:path';
 import { readCheckpointFile, writeFileAtomic, type CheckpointContents } from '../../engine/checkpoint';
 import { EXPORT_FORMATS, type ExportFormat } from '../../engine/export/formats';
 import { exportStoredCheckpoint, formatFromPath } from '../../services/export-service';
-import { importedRecord } from '../../services/training-service';
+import { importedRecord } from '../../services/datasets';
 import { importCheckpointBytes } from '../../services/workstation';
 import { UsageError, type CommandSpec, type Parsed } from '../args';
 import { DB_OPTION, JSON_OPTION, openCliStore } from '../common';

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GpuMonitor } from '../../hardware/gpu-monitor';
 import { startServer, type RunningServer } from '../../server/serve';
 import { DEFAULT_UPLOAD_LIMIT_BYTES, UploadStore } from '../../server/uploads';
-import { WorkstationService } from '../../services/workstation';
+import { createWorkstation } from '../../services/create-workstation';
+import type { WorkstationDeps } from '../../services/workstation';
 import type { CommandSpec, Parsed } from '../args';
-import { DB_OPTION, hardware, openCliStore } from '../common';
+import { DB_OPTION, hardware } from '../common';
 import type { Output } from '../output';
 
 export const serveSpec: CommandSpec = {
@@ -23,22 +23,15 @@ export const serveSpec: CommandSpec = {
 const RENDERER_DIST = fileURLToPath(new URL('../../../dist/renderer', import.meta.url));
 
 export async function serve({ options }: Parsed, output: Output): Promise<number> {
-  const store = openCliStore(options);
-  const dataDir = path.dirname(store.file);
-  // Files the browser sends land here under random names; ids unused for an hour are deleted.
   const maxUploadMiB = options['max-upload-mib'] as number | undefined;
-  const uploads = new UploadStore({ dir: path.join(dataDir, 'uploads'), ...(maxUploadMiB === undefined ? {} : { maxBytes: maxUploadMiB * 1024 ** 2 }) });
-  let emit: ConstructorParameters<typeof WorkstationService>[0]['emit'] = () => undefined;
-  let service: WorkstationService | null = null;
-  // One long-running nvidia-smi per query while a client watches the monitor, not one per tick.
-  const gpuMonitor = new GpuMonitor({ ourPids: () => service?.workerPids() ?? [] });
-  service = new WorkstationService({
-    store,
+  let uploads!: UploadStore;
+  let emit: WorkstationDeps['emit'] = () => undefined;
+  const { store, service } = createWorkstation({
+    databaseFile: options.db as string | undefined,
     hardware,
-    dataDir,
-    uploads,
     emit: (event, payload) => emit(event, payload),
-    monitor: { start: () => gpuMonitor.start(), stop: () => void gpuMonitor.stop(), onSample: (listener) => gpuMonitor.onDidSample(listener) },
+    // Files the browser sends land here under random names; ids unused for an hour are deleted.
+    uploads: (dataDir) => (uploads = new UploadStore({ dir: path.join(dataDir, 'uploads'), ...(maxUploadMiB === undefined ? {} : { maxBytes: maxUploadMiB * 1024 ** 2 }) })),
   });
   let server: RunningServer;
   try {
