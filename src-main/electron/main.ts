@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createWorkstation } from '../services/create-workstation';
 import { withBackendTransports } from '../training/transport';
+import { WINDOW_ICON_PATH } from './icon';
 import { broadcast, registerApi } from './ipc';
 import { isWorkerWindow, rendererTransport } from './renderer-transport';
 import { utilityTransport } from './utility-transport';
@@ -86,6 +87,7 @@ function createWindow(): void {
     minWidth: 900,
     minHeight: 600,
     title: 'Quadra Matrix Workstation',
+    icon: WINDOW_ICON_PATH,
     backgroundColor: '#0f1216',
     webPreferences: {
       preload: path.join(here, 'preload.cjs'),

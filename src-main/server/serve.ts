@@ -57,6 +57,8 @@ const CONTENT_TYPES: Record<string, string> = {
   '.json': 'application/json',
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
+  // favicon.ico, which browsers ask for on their own; the renderer's public/ folder provides it.
+  '.ico': 'image/x-icon',
   '.wasm': 'application/wasm',
   '.woff2': 'font/woff2',
 };
