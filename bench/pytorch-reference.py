@@ -2,7 +2,8 @@
 """PyTorch reference benchmark for the Quadra Matrix oscillator engine.
 
 The same model as DESIGN.md section 4 (OptimizedField + SpikingNetwork, the
-engine loss, two AdamW optimisers), timed the same way as `npx quadra bench`:
+engine loss, two AdamW optimisers): resources/torchrun/model.py, the one copy,
+which the torchrun export ships. Timed the same way as `npx quadra bench`:
 warm-up, then R repeats of N timed trainSteps and N timed processBatch calls on
 one fixed N(0,1) batch; median, min and max samples/s over the repeats.
 
@@ -37,8 +38,30 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+
+def model_folder():
+    """Where the model's one copy, resources/torchrun/model.py (shipped by the torchrun export), is.
+
+    $QUADRA_TORCHRUN_TEMPLATES first, as the exporter does; then beside this script (the GPU bundle
+    copies it there), the checkout, and the packaged app (this script asar-unpacked in
+    resources/app.asar.unpacked/bench, the torchrun templates in resources/torchrun).
+    """
+    here = os.path.dirname(os.path.realpath(__file__))
+    override = os.environ.get("QUADRA_TORCHRUN_TEMPLATES")
+    folders = [os.path.abspath(folder) for folder in (
+        *([override] if override else []), here,
+        os.path.join(here, "..", "resources", "torchrun"), os.path.join(here, "..", "..", "torchrun"))]
+    for folder in folders:
+        if os.path.isfile(os.path.join(folder, "model.py")):
+            return folder
+    raise SystemExit(f"pytorch-reference.py: model.py not found (looked in {', '.join(folders)})")
+
+
+# No __pycache__ beside model.py: the app ships that folder as it is.
+sys.dont_write_bytecode = True
+sys.path.insert(0, model_folder())
+from model import QuadraMatrix, make_optimizers  # noqa: E402
 
 HIDDEN_SIZE = 256
 SPIKING_SIZE = 128
@@ -46,97 +69,17 @@ TIME_STEPS = 10
 DROPOUT = 0.1
 MODEL_SEED = 1
 BATCH_SEED = 7
-ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 
 
-# ---- model (module structure of the reference, so state_dict keys match) ----
-class OptimizedField(nn.Module):
-    def __init__(self, field_size, hidden_size):
-        super().__init__()
-        h = hidden_size
-        self.encoder = nn.Sequential(
-            nn.Linear(field_size, h), nn.LayerNorm(h), nn.GELU(), nn.Dropout(DROPOUT),
-            nn.Linear(h, 2 * h), nn.LayerNorm(2 * h), nn.GELU())
-        self.decoder = nn.Sequential(
-            nn.Linear(2 * h, h), nn.LayerNorm(h), nn.GELU(), nn.Dropout(DROPOUT),
-            nn.Linear(h, field_size))
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
-
-
-class SpikeFn(torch.autograd.Function):
-    """Heaviside forward, fast-sigmoid-squared surrogate backward."""
-
-    @staticmethod
-    def forward(ctx, mem, threshold):
-        ctx.save_for_backward(mem, threshold)
-        return (mem > threshold).float()
-
-    @staticmethod
-    def backward(ctx, grad):
-        mem, threshold = ctx.saved_tensors
-        g = grad / (1.0 + 25.0 * (mem - threshold).abs()) ** 2
-        return g, -g.sum()
-
-
-class SpikingNetwork(nn.Module):
-    def __init__(self, input_size, hidden_size, num_steps, spike_gradient):
-        super().__init__()
-        self.fc1 = nn.Linear(input_size, hidden_size)
-        self.fc2 = nn.Linear(hidden_size, hidden_size)
-        self.fc3 = nn.Linear(hidden_size, input_size)
-        self.threshold = nn.Parameter(torch.tensor(1.0))
-        self.decay = nn.Parameter(torch.tensor(0.95))
-        self.num_steps = num_steps
-        self.spike_gradient = spike_gradient
-
-    def spike(self, mem):
-        if self.spike_gradient == "surrogate":
-            return SpikeFn.apply(mem, self.threshold)
-        # 'none': the comparison has no gradient, so no spiking parameter gets one.
-        return (mem > self.threshold).float()
-
-    def forward(self, x):
-        batch = x.shape[0]
-        # float32 zeros on x's device (also under autocast, where x stays float32).
-        mem1 = x.new_zeros(batch, self.fc1.out_features)
-        mem2 = x.new_zeros(batch, self.fc2.out_features)
-        mem3 = x.new_zeros(batch, self.fc3.out_features)
-        # x is the same every step, so fc1(x) once (as DESIGN.md and our engine do);
-        # the make_fixtures.py margin diagnostics are left out, they are not the model.
-        drive1 = self.fc1(x)
-        history = []
-        for _ in range(self.num_steps):
-            mem1 = mem1 + drive1
-            spk1 = self.spike(mem1)
-            mem1 = mem1 * (1 - spk1) * self.decay
-            mem2 = mem2 + self.fc2(spk1)
-            spk2 = self.spike(mem2)
-            mem2 = mem2 * (1 - spk2) * self.decay
-            mem3 = mem3 + self.fc3(spk2)
-            spk3 = self.spike(mem3)
-            mem3 = mem3 * (1 - spk3) * self.decay
-            history.append(spk3)
-        return torch.stack(history).mean(0)
-
-
-class Model(nn.Module):
-    def __init__(self, field_size, spike_gradient):
-        super().__init__()
-        self.field_network = OptimizedField(field_size, HIDDEN_SIZE)
-        self.spike_network = SpikingNetwork(field_size, SPIKING_SIZE, TIME_STEPS, spike_gradient)
+def build_model(field_size, spike_gradient):
+    """The reference sizes (DESIGN.md section 4) at field size F."""
+    return QuadraMatrix({
+        "fieldSize": field_size, "hiddenSize": HIDDEN_SIZE, "spikingHiddenSize": SPIKING_SIZE,
+        "spikingSteps": TIME_STEPS, "dropout": DROPOUT, "spikeGradient": spike_gradient})
 
 
 def compute_loss(model, x):
-    field_out = model.field_network(x)
-    spikes = model.spike_network(x)
-    return F.mse_loss(field_out, x) + 0.1 * (torch.var(spikes) + torch.abs(spikes.mean() - 0.5))
-
-
-def make_optimisers(model):
-    return (torch.optim.AdamW(model.field_network.parameters(), **ADAMW),
-            torch.optim.AdamW(model.spike_network.parameters(), **ADAMW))
+    return model.loss(x)[0]
 
 
 def train_step(model, optimisers, x, scaler=None):
@@ -200,8 +143,8 @@ def run_bench(args):
     device = torch.device(args.device)
     torch.manual_seed(MODEL_SEED)
     # Built on the CPU (same initial weights and batch on every device), then moved.
-    model = Model(args.field_size, args.spike_gradient).to(device)
-    optimisers = make_optimisers(model)
+    model = build_model(args.field_size, args.spike_gradient).to(device)
+    optimisers = make_optimizers(model, {})  # the engine's defaults
     generator = torch.Generator().manual_seed(BATCH_SEED)
     batch = torch.randn(args.batch_size, args.field_size, generator=generator).to(device)
     scaler = make_grad_scaler() if args.amp else None
@@ -344,8 +287,8 @@ def trial_rate(args, threads):
     torch.set_num_threads(threads)
     configure_blas(threads)
     torch.manual_seed(MODEL_SEED)
-    model = Model(args.field_size, args.spike_gradient)
-    optimisers = make_optimisers(model)
+    model = build_model(args.field_size, args.spike_gradient)
+    optimisers = make_optimizers(model, {})  # the engine's defaults
     batch = torch.randn(args.batch_size, args.field_size, generator=torch.Generator().manual_seed(BATCH_SEED))
     for _ in range(2):
         train_step(model, optimisers, batch)

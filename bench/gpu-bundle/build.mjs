@@ -11,7 +11,7 @@
 //   package.json                  name, version, "type": "module" (versions.ts reads ../../package.json)
 //   node_modules/webgpu/          index.js + dist/linux-x64/dawn.node only (kept external: native)
 //   lib/libvulkan.so.1            Debian's Vulkan loader (libvulkan1), put on LD_LIBRARY_PATH by run.sh
-//   run.sh, table.mjs, pytorch-reference.py, README.md, licenses/, BUILD-INFO.json
+//   run.sh, table.mjs, pytorch-reference.py, model.py, README.md, licenses/, BUILD-INFO.json
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -162,6 +162,8 @@ exec "$here/node" "$here/../dist/cli/quadra.mjs" "$@"
   copy(path.join(here, 'table.mjs'), path.join(out, 'table.mjs'));
   copy(path.join(here, 'README.md'), path.join(out, 'README.md'));
   copy(path.join(root, 'bench', 'pytorch-reference.py'), path.join(out, 'pytorch-reference.py'), 0o755);
+  // The model the script imports (resources/torchrun/model.py, its one copy); it looks beside itself first.
+  copy(path.join(root, 'resources', 'torchrun', 'model.py'), path.join(out, 'model.py'));
 }
 
 /** The commit built, and whether tracked files differed from it (read-only git plumbing). */

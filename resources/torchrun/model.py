@@ -9,6 +9,9 @@ names once each network's prefix (`field_network.`, `spike_network.`) is added.
 spike_gradient "surrogate": the spike's derivative is 1 / (1 + 25 |m - threshold|)^2 (the
 workstation's default); "none": the hard threshold passes no gradient (the original project's
 behaviour, in which the spiking network never learns).
+
+The one PyTorch copy of the model: bench/pytorch-reference.py and tests/fixtures/pytorch/make_fixtures.py
+import it from here, and the torchrun export ships it to users as it is, so it needs torch only.
 """
 import torch
 import torch.nn as nn

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,6 +22,7 @@ const needs: Array<[boolean, string]> = [
   [existsSync(SWIFTSHADER), `no SwiftShader (${SWIFTSHADER}, Debian's chromium)`],
 ];
 const why = needs.find(([ok]) => !ok)?.[1] ?? null;
+const HAS_TORCH = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 
 /** What `env -i PATH=/usr/bin:/bin HOME=…` leaves: nothing of this repository or this process. */
 function bareEnv(home: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -43,10 +44,17 @@ describe.skipIf(why !== null)(`the GPU benchmark bundle${why ? ` (skipped: ${why
   });
 
   it('holds its own Node, the CLI and worker bundles, dawn.node and the Vulkan loader', () => {
-    for (const file of ['bin/node', 'bin/quadra', 'dist/cli/quadra.mjs', 'dist/cli/worker-main.mjs', 'dist/wasm/quadra-simd.wasm', 'node_modules/webgpu/index.js', 'node_modules/webgpu/dist/linux-x64/dawn.node', 'lib/libvulkan.so.1', 'run.sh', 'table.mjs', 'pytorch-reference.py']) {
+    for (const file of ['bin/node', 'bin/quadra', 'dist/cli/quadra.mjs', 'dist/cli/worker-main.mjs', 'dist/wasm/quadra-simd.wasm', 'node_modules/webgpu/index.js', 'node_modules/webgpu/dist/linux-x64/dawn.node', 'lib/libvulkan.so.1', 'run.sh', 'table.mjs', 'pytorch-reference.py', 'model.py']) {
       expect(existsSync(path.join(bundle, file)), file).toBe(true);
     }
     expect(existsSync(path.join(bundle, 'node_modules/better-sqlite3'))).toBe(false);
+  });
+
+  it.skipIf(!HAS_TORCH)(`runs pytorch-reference.py from outside the repository, with the model beside it${HAS_TORCH ? '' : ' (skipped: /usr/bin/python3 cannot import torch)'}`, async () => {
+    const args = [path.join(bundle, 'pytorch-reference.py'), '--iterations', '1', '--repeats', '1', '--warmup', '0', '--batch-size', '2', '--json'];
+    const { stdout } = await run('/usr/bin/python3', args, { cwd: tmp, env: bareEnv(tmp) });
+    expect(JSON.parse(stdout)).toMatchObject({ batchSize: 2, fieldSize: 100, threads: 1 });
+    expect(existsSync(path.join(bundle, '__pycache__')), 'no bytecode written beside the model').toBe(false);
   });
 
   it('runs the CLI from outside the repository', async () => {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -59,6 +59,27 @@ describe('the PyTorch runner', () => {
     expect(Object.keys(fingerprint)).toEqual(['torch', 'blas', 'threads', 'device']);
     expect(fingerprint.threads).toMatch(/^\d+ \((fastest of [\d, ]+|torch default)\)$/);
   }, 60_000);
+
+  it.skipIf(!HAS_TORCH)(`finds the model (resources/torchrun/model.py) where the packaged app keeps it, and names where it looked when it is missing${SKIP}`, () => {
+    const script = referenceScript();
+    const model = path.join(path.dirname(script), '../resources/torchrun/model.py');
+    const place = (files: Array<[string, string]>) => {
+      const dir = mkdtempSync(path.join(tmp, 'layout-'));
+      for (const [from, to] of files) {
+        mkdirSync(path.dirname(path.join(dir, to)), { recursive: true });
+        copyFileSync(from, path.join(dir, to));
+      }
+      return dir;
+    };
+    const help = (dir: string, file: string) => spawnSync(DEBIAN_PYTHON, [path.join(dir, file), '--help'], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+    const app = place([[script, 'resources/app.asar.unpacked/bench/pytorch-reference.py'], [model, 'resources/torchrun/model.py']]);
+    expect(help(app, 'resources/app.asar.unpacked/bench/pytorch-reference.py')).toMatchObject({ status: 0, stderr: '' });
+    expect(existsSync(path.join(app, 'resources/torchrun/__pycache__'))).toBe(false);
+    const alone = place([[script, 'pytorch-reference.py']]);
+    const missing = help(alone, 'pytorch-reference.py');
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(`pytorch-reference.py: model.py not found (looked in ${alone}, `);
+  }, 30_000);
 
   it('says which Pythons it tried and how to install torch when none can import it', async () => {
     // $QUADRA_PYTHON, when set, is the only one tried: an explicit choice is never replaced by another torch.

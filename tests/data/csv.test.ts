@@ -1,20 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { QuadraError } from '../../src-shared/errors';
 import { parseNumericCsv } from '../../src-main/data/csv';
+import { expectQuadraErrorSync } from '../helpers/errors';
 
 const FILE = 'data.csv';
 
 function expectInvalid(text: string, message: string, details: Record<string, unknown>): void {
-  let caught: unknown;
-  try {
-    parseNumericCsv(text, FILE);
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(QuadraError);
-  const error = caught as QuadraError;
-  expect(error.code).toBe('INVALID_FILE');
-  expect(error.message).toContain(message);
+  const error = expectQuadraErrorSync(() => parseNumericCsv(text, FILE), 'INVALID_FILE', message);
   expect(error.message.startsWith(`${FILE}: `)).toBe(true);
   expect(error.details).toEqual({ file: FILE, ...details });
 }

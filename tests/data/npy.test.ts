@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { QuadraError } from '../../src-shared/errors';
+import type { QuadraError } from '../../src-shared/errors';
 import { parseNpy, serializeNpy } from '../../src-main/data/npy';
+import { expectQuadraErrorSync } from '../helpers/errors';
 
 /** Fixtures written by NumPy 1.24 (np.save / np.lib.format.write_array). */
 function fixture(name: string): Uint8Array {
@@ -23,18 +24,9 @@ function npyFile(header: string, data: Uint8Array = new Uint8Array(0), version =
 }
 
 function expectInvalid(bytes: Uint8Array, fragments: string[], label = 'x.npy'): QuadraError {
-  let caught: unknown;
-  try {
-    parseNpy(bytes, label);
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(QuadraError);
-  const error = caught as QuadraError;
-  expect(error.code).toBe('INVALID_FILE');
+  const error = expectQuadraErrorSync(() => parseNpy(bytes, label), 'INVALID_FILE', ...fragments);
   expect(error.message.startsWith(`${label}: `)).toBe(true);
   expect(error.details).toEqual({ file: label });
-  for (const fragment of fragments) expect(error.message).toContain(fragment);
   return error;
 }
 
@@ -197,16 +189,6 @@ describe('serializeNpy', () => {
       [new Float32Array(5), [2, 3], 'holds 6 values but data has 5'],
       [new Float32Array(2), [-1, -2], 'non-negative integers'],
     ];
-    for (const [data, shape, fragment] of cases) {
-      let caught: unknown;
-      try {
-        serializeNpy(data, shape);
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught).toBeInstanceOf(QuadraError);
-      expect((caught as QuadraError).code).toBe('INVALID_ARGUMENT');
-      expect((caught as QuadraError).message).toContain(fragment);
-    }
+    for (const [data, shape, fragment] of cases) expectQuadraErrorSync(() => serializeNpy(data, shape), 'INVALID_ARGUMENT', fragment);
   });
 });

@@ -85,31 +85,34 @@ describe('getOptimalConfig', () => {
     expect(getOptimalConfig({ cpu: CPU, gpus: gpus({ name: 'Edge', mib: 7630 }) }).batchSize).toBe(32);
   });
 
-  it('CPU only, 2 physical cores: multi-cpu, 2 workers, batch 64', () => {
-    expect(getOptimalConfig({ cpu: { model: 'AMD EPYC', logicalCores: 2, physicalCores: 2 }, gpus: [] })).toEqual({
-      batchSize: 64,
+  const CPU_ONLY = [
+    {
+      title: 'CPU only, 2 physical cores: multi-cpu, 2 workers, batch 64',
+      cpu: { model: 'AMD EPYC', logicalCores: 2, physicalCores: 2 },
       workers: 2,
       mode: 'multi-cpu',
-      device: 'cpu',
       reasons: {
-        batchSize: 'no NVIDIA GPU → CPU: batch 64',
         workers: '2 physical cores → 2 workers, one per core',
         mode: 'no NVIDIA GPU and 2 physical cores → multi-cpu: data-parallel training, one worker per core',
       },
-    });
-  });
-
-  it('CPU only, 1 physical core (hyperthreaded): single, 1 worker', () => {
-    expect(getOptimalConfig({ cpu: { model: 'Intel Atom', logicalCores: 2, physicalCores: 1 }, gpus: [] })).toEqual({
-      batchSize: 64,
+    },
+    {
+      title: 'CPU only, 1 physical core (hyperthreaded): single, 1 worker',
+      cpu: { model: 'Intel Atom', logicalCores: 2, physicalCores: 1 },
       workers: 1,
       mode: 'single',
-      device: 'cpu',
-      reasons: {
-        batchSize: 'no NVIDIA GPU → CPU: batch 64',
-        workers: '1 physical core → 1 worker',
-        mode: 'no NVIDIA GPU and 1 physical core → single: one CPU worker',
-      },
+      reasons: { workers: '1 physical core → 1 worker', mode: 'no NVIDIA GPU and 1 physical core → single: one CPU worker' },
+    },
+  ];
+  for (const { title, cpu, workers, mode, reasons } of CPU_ONLY) {
+    it(title, () => {
+      expect(getOptimalConfig({ cpu, gpus: [] })).toEqual({
+        batchSize: 64,
+        workers,
+        mode,
+        device: 'cpu',
+        reasons: { batchSize: 'no NVIDIA GPU → CPU: batch 64', ...reasons },
+      });
     });
-  });
+  }
 });

@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { QuadraError } from '../../src-shared/errors';
 import type { OscillatorEngine } from '../../src-main/engine/engine';
 import { MAX_PARAMETERS } from '../../src-main/engine/layout';
 import { Rng } from '../../src-main/engine/random';
 import type { TfjsKernel } from '../../src-main/engine/tfjs-kernel';
 import { createEngine, expectSameState, firstBitDifference, SMALL_MODEL, TEST_BACKEND, thrownBy, useTestBackend } from '../helpers/engine';
+import { expectQuadraError } from '../helpers/errors';
 
 const F = SMALL_MODEL.fieldSize!;
 const ROWS = 5;
@@ -13,16 +13,6 @@ const ROWS = 5;
 function batch(seed: number, rows = ROWS): Float32Array {
   return new Rng(seed).fillNormal(new Float32Array(rows * F), 1);
 }
-
-async function expectQuadraError(action: () => unknown, code: string, ...fragments: string[]): Promise<QuadraError> {
-  const error = await thrownBy(action);
-  expect(error).toBeInstanceOf(QuadraError);
-  const quadra = error as QuadraError;
-  expect(quadra.code, quadra.message).toBe(code);
-  for (const fragment of fragments) expect(quadra.message).toContain(fragment);
-  return quadra;
-}
-
 
 const engines: OscillatorEngine[] = [];
 async function small(config: Parameters<typeof createEngine>[0] = {}): Promise<OscillatorEngine> {

@@ -12,9 +12,8 @@ import type { OscillatorEngine } from '../../src-main/engine/engine';
 import { exportOnnx } from '../../src-main/engine/export/onnx';
 import type { ExportInput } from '../../src-main/engine/export/formats';
 import { buildLayout, view } from '../../src-main/engine/layout';
-import { Rng } from '../../src-main/engine/random';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../../src-main/engine/safetensors';
-import { createEngine, maxAbsDiff } from '../helpers/engine';
+import { createEngine, maxAbsDiff, normal } from '../helpers/engine';
 
 /**
  * The ONNX export (DESIGN.md §6) run in ONNX Runtime against the engine's own eval forward (what
@@ -47,10 +46,6 @@ afterAll(() => {
   for (const e of engines.splice(0)) e.dispose();
   rmSync(tmp, { recursive: true, force: true });
 });
-
-function normal(seed: number, n: number): Float32Array {
-  return new Rng(seed).fillNormal(new Float32Array(n), 1);
-}
 
 /** An engine trained a few steps (real, moved parameters), θ and decay then set; and its export input. */
 async function trainedModel(model: Partial<ModelConfig>, seed: number): Promise<{ engine: OscillatorEngine; input: ExportInput }> {

@@ -52,6 +52,17 @@ const FC1: Record<string, number[]> = {
   'spike_network.decay': [0.95],
 };
 
+/**
+ * fc2 = fc3 = 2·I, no bias: a spike gives a membrane of 2 > θ (fire, reset to 0); no spike leaves
+ * 0·0.95 = 0. So s3 = s2 = s1, and the rates show layer 1 directly.
+ */
+const PASS_THROUGH: Record<string, number[]> = {
+  'spike_network.fc2.weight': [2, 0, 0, 2],
+  'spike_network.fc2.bias': [0, 0],
+  'spike_network.fc3.weight': [2, 0, 0, 2],
+  'spike_network.fc3.bias': [0, 0],
+};
+
 function flatParameters(layout: ParamLayout, values: Record<string, number[]>): Float32Array {
   const flat = new Float32Array(layout.total);
   const named = new Set(Object.keys(values));
@@ -201,12 +212,7 @@ describe('field network on the fixture', () => {
     expect(first.v[0]).toBeCloseTo(0.376042, 6);
     expect(first.v[1]).toBeCloseTo(-0.161986, 6);
 
-    const out = run({
-      'spike_network.fc2.weight': [2, 0, 0, 2],
-      'spike_network.fc2.bias': [0, 0],
-      'spike_network.fc3.weight': [2, 0, 0, 2],
-      'spike_network.fc3.bias': [0, 0],
-    });
+    const out = run(PASS_THROUGH);
     let squaredError = 0;
     for (let r = 0; r < ROWS; r++) {
       const expected = fieldNetwork64(Array.from(X.subarray(r * F, (r + 1) * F)));
@@ -226,14 +232,8 @@ describe('field network on the fixture', () => {
 // Both implementations of the recurrences: JS loops on host arrays (wasm, cpu) and tfjs ops (native).
 describe.each(['host', 'tensor'] as const)('LIF spiking network on the fixture (θ = 1, decay 0.95, T = 3; %s path)', (spikePath) => {
   it('layer 1: accumulation fires on step 2, the reset stops step 3, and m = θ does not fire', () => {
-    // fc2 = fc3 = 2·I, no bias: a spike gives a membrane of 2 > θ (fire, reset to 0); no spike
-    // leaves 0·0.95 = 0. So s3 = s2 = s1, and the rates show layer 1 directly.
-    const out = run({
-      'spike_network.fc2.weight': [2, 0, 0, 2],
-      'spike_network.fc2.bias': [0, 0],
-      'spike_network.fc3.weight': [2, 0, 0, 2],
-      'spike_network.fc3.bias': [0, 0],
-    }, spikePath);
+    // PASS_THROUGH layers 2 and 3: the rates show layer 1 directly.
+    const out = run(PASS_THROUGH, spikePath);
     // Row [1,0], c1 = [0.6, 1.5]
     //   unit 0: t1 m = 0.6 ≤ 1 → 0, m ← 0.6·0.95 = 0.57
     //           t2 m = 0.57 + 0.6 = 1.17 > 1 → 1 (only because of accumulation), m ← 1.17·(1 − 1)·0.95 = 0
@@ -288,23 +288,11 @@ describe.each(['host', 'tensor'] as const)('LIF spiking network on the fixture (
   it('a lower threshold or no leak changes the hand-traced rates as predicted', () => {
     // θ = 0.5 with the pass-through layers: c1 = 0.6 now fires at once and after every reset
     // (rate 1), 1.0 too (rate 1); 0.25 accumulates: 0.25, 0.4875, 0.713125 → fires on step 3 only.
-    const lowThreshold = run({
-      'spike_network.fc2.weight': [2, 0, 0, 2],
-      'spike_network.fc2.bias': [0, 0],
-      'spike_network.fc3.weight': [2, 0, 0, 2],
-      'spike_network.fc3.bias': [0, 0],
-      'spike_network.threshold': [0.5],
-    }, spikePath);
+    const lowThreshold = run({ ...PASS_THROUGH, 'spike_network.threshold': [0.5] }, spikePath);
     const third = Math.fround(1 / 3);
     expect(Array.from(lowThreshold.spikeRates)).toEqual([1, 1, 1, third, 1, 1]);
     // decay 0: nothing carries over, so only c1 > 1 ever fires: [0.6, 1.5] → [0, 1]; [1.0, 0.25] → [0, 0].
-    const noCarry = run({
-      'spike_network.fc2.weight': [2, 0, 0, 2],
-      'spike_network.fc2.bias': [0, 0],
-      'spike_network.fc3.weight': [2, 0, 0, 2],
-      'spike_network.fc3.bias': [0, 0],
-      'spike_network.decay': [0],
-    }, spikePath);
+    const noCarry = run({ ...PASS_THROUGH, 'spike_network.decay': [0] }, spikePath);
     expect(Array.from(noCarry.spikeRates)).toEqual([0, 1, 0, 0, 1, 1]);
   });
 });

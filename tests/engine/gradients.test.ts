@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { ParamLayout } from '../../src-main/engine/layout';
 import { Rng } from '../../src-main/engine/random';
 import { layerNormGelu, layerNormGeluBackward, linear, linearBackward, SURROGATE_SLOPE, type TfjsKernel } from '../../src-main/engine/tfjs-kernel';
 import { createEngine, gelu64, layerNorm64, SMALL_MODEL, thrownBy, useTestBackend } from '../helpers/engine';
 import { richardson } from '../helpers/finite-differences';
+import { kinkFreeSpikingParameters, smoothSpikes64 } from '../helpers/smooth-spike';
 
 /**
  * Finite-difference checks of the hand-written backward passes (STYLE.md: every custom gradient has
@@ -309,73 +309,11 @@ describe('whole-model BPTT with the smooth spike', () => {
   const T = SMALL_MODEL.spikingSteps!;
   const x = normal(7, ROWS * F);
 
-  /**
-   * s′(z) is continuous but has a kink at z = 0 (s″ jumps from +50 to −50), so a central difference
-   * is O(h²)-accurate only if no membrane crosses θ within the perturbation. The default init puts
-   * membranes right at θ (we measured 1e-2 relative FD errors shrinking only linearly in h), so the
-   * spiking parameters are set to a regime whose membranes all sit 0.04..0.2 above θ = 0 (checked
-   * below against a float64 reference): small positive fc1 inputs, positive fc2/fc3 weights on
-   * positive spikes, decay 0.5. The largest perturbation (2e-3 on a fc1 weight, times |x| ≤ 2.5,
-   * accumulated over the steps) moves a membrane by ≤ 0.01, well inside that margin. Close to θ
-   * the surrogate is large (≥ 1/(1+25·0.2)² ≈ 0.03), so gradients reach fc1 through three layers.
-   */
-  function kinkFreeSpikingParameters(layout: ParamLayout, parameters: Float32Array): void {
-    const rng = new Rng(99);
-    const fill = (name: string, value: () => number) => {
-      const e = layout.byName.get(name)!;
-      for (let i = 0; i < e.size; i++) parameters[e.offset + i] = value();
-    };
-    fill('spike_network.threshold', () => 0);
-    fill('spike_network.decay', () => 0.5);
-    fill('spike_network.fc1.weight', () => rng.uniform(-0.002, 0.002));
-    fill('spike_network.fc1.bias', () => rng.uniform(0.04, 0.06));
-    fill('spike_network.fc2.weight', () => rng.uniform(0.2, 0.6));
-    fill('spike_network.fc2.bias', () => 0.01);
-    fill('spike_network.fc3.weight', () => rng.uniform(0.2, 0.6));
-    fill('spike_network.fc3.bias', () => 0.01);
-  }
-
-  /** Float64 smooth spiking forward: the rates, and the smallest |m − θ| met at any comparison. */
-  function smoothSpikes64(layout: ParamLayout, p: Float32Array): { rates: Float64Array; margin: number } {
-    const P = (name: string) => {
-      const e = layout.byName.get(name)!;
-      return p.subarray(e.offset, e.offset + e.size);
-    };
-    const theta = P('spike_network.threshold')[0]!;
-    const decay = P('spike_network.decay')[0]!;
-    const fc = (layer: number, input: number[], inSize: number, outSize: number) => {
-      const w = P(`spike_network.fc${layer}.weight`);
-      const b = P(`spike_network.fc${layer}.bias`);
-      return Array.from({ length: outSize }, (_, o) => input.reduce((s, v, i) => s + w[o * inSize + i]! * v, b[o]!));
-    };
-    let margin = Infinity;
-    const fire = (m: number[]) =>
-      m.map((v) => {
-        const z = v - theta;
-        margin = Math.min(margin, Math.abs(z));
-        return z / (1 + SURROGATE_SLOPE * Math.abs(z));
-      });
-    const rates = new Float64Array(ROWS * F);
-    for (let r = 0; r < ROWS; r++) {
-      const c1 = fc(1, Array.from(x.subarray(r * F, (r + 1) * F)), F, S);
-      let r1 = new Array<number>(S).fill(0);
-      let r2 = new Array<number>(S).fill(0);
-      let r3 = new Array<number>(F).fill(0);
-      for (let t = 0; t < T; t++) {
-        const m1 = c1.map((c, i) => c + r1[i]!);
-        const s1 = fire(m1);
-        r1 = m1.map((m, i) => m * (1 - s1[i]!) * decay);
-        const m2 = fc(2, s1, S, S).map((u, i) => u + r2[i]!);
-        const s2 = fire(m2);
-        r2 = m2.map((m, i) => m * (1 - s2[i]!) * decay);
-        const m3 = fc(3, s2, S, F).map((u, i) => u + r3[i]!);
-        const s3 = fire(m3);
-        r3 = m3.map((m, i) => m * (1 - s3[i]!) * decay);
-        s3.forEach((s, j) => (rates[r * F + j] = rates[r * F + j]! + s / T));
-      }
-    }
-    return { rates, margin };
-  }
+  // The spiking parameters are set so every membrane sits 0.04..0.2 above θ = 0, where no kink of s′
+  // lies inside a perturbation (tests/helpers/smooth-spike.ts). The largest perturbation (2e-3 on a
+  // fc1 weight, times |x| ≤ 2.5, accumulated over the steps) moves a membrane by ≤ 0.01, well inside
+  // that margin; we measured 1e-2 relative FD errors, shrinking only linearly in h, at the default init.
+  const FC1_BIAS = [0.04, 0.06] as const;
 
   /** DESIGN.md §4's loss in float64 from the float32 outputs: MSE + 0.1·(unbiased var + |mean − 0.5|). */
   function loss64(fieldOutput: Float32Array, rates: ArrayLike<number>): number {
@@ -399,13 +337,13 @@ describe('whole-model BPTT with the smooth spike', () => {
     kernel.spikePath = spikePath;
     try {
       const p0 = kernel.getParameters();
-      kinkFreeSpikingParameters(engine.layout, p0);
+      kinkFreeSpikingParameters(engine.layout, p0, FC1_BIAS);
       kernel.setParameters(p0);
       // Measured where no Wᵀ cache is held (setParameters and applyGradients both drop it).
       const tensorsBefore = tf.memory().numTensors;
 
       // Precondition of the check, and the smooth forward itself against the float64 reference.
-      const reference = smoothSpikes64(engine.layout, p0);
+      const reference = smoothSpikes64(engine.layout, p0, x, ROWS, { fieldSize: F, spikingHiddenSize: S, spikingSteps: T });
       expect(reference.margin).toBeGreaterThan(0.04);
       const eval0 = engine.processBatch(x, ROWS);
       // A rate comes through ≤ 40 float32 ops on membranes and currents ≤ 0.25, each adding ≤ u·0.25,

@@ -1,16 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseEngineConfig, type ModelConfig, type SpikeGradient } from '../../src-shared/engine-config';
-import { QuadraError } from '../../src-shared/errors';
 import { resetBackendSelectionForTests, selectBackend } from '../../src-main/engine/backends';
 import { initialParameters } from '../../src-main/engine/init';
 import type { ForwardResult, LossParts, SyncModelKernel } from '../../src-main/engine/kernel';
 import { buildLayout, view, type ParamLayout } from '../../src-main/engine/layout';
 import { Rng } from '../../src-main/engine/random';
 import { SimdKernel } from '../../src-main/engine/simd/simd-kernel';
-import { SURROGATE_SLOPE, TfjsKernel } from '../../src-main/engine/tfjs-kernel';
-import { createEngine, firstBitDifference, maxAbsDiff, relErr, thrownBy, useTestBackend } from '../helpers/engine';
-import { richardson } from '../helpers/finite-differences';
+import { TfjsKernel } from '../../src-main/engine/tfjs-kernel';
+import { createEngine, firstBitDifference, maxAbsDiff, normal, rel, relErr, useTestBackend } from '../helpers/engine';
+import { expectQuadraError } from '../helpers/errors';
+import { expectGradientsMatchFiniteDifferences, kinkFreeSpikingParameters, smoothSpikes64 } from '../helpers/smooth-spike';
 
 /**
  * The fused wasm SIMD kernel against the reference TfjsKernel (tfjs 'wasm' backend) from the same
@@ -23,15 +23,6 @@ const U = 2 ** -24;
 const NO_GPU = { gpus: [], nvidiaSmi: { available: false as const, reason: 'tests run without a GPU' } };
 const MODES: readonly SpikeGradient[] = ['none', 'surrogate'];
 const DROPOUT_SEED = 1234;
-
-function normal(seed: number, n: number): Float32Array {
-  return new Rng(seed).fillNormal(new Float32Array(n), 1);
-}
-
-/** |a − b| / |b| for scalars. */
-function rel(a: number, b: number): number {
-  return Math.abs(a - b) / Math.abs(b);
-}
 
 const live: SyncModelKernel[] = [];
 afterEach(() => {
@@ -75,43 +66,32 @@ function spikeLoss64(rates: Float32Array): number {
   return variance + Math.abs(mean - 0.5);
 }
 
-async function expectQuadraError(action: () => unknown, code: string, ...fragments: string[]): Promise<QuadraError> {
-  const error = await thrownBy(action);
-  expect(error).toBeInstanceOf(QuadraError);
-  const quadra = error as QuadraError;
-  expect(quadra.code, quadra.message).toBe(code);
-  for (const fragment of fragments) expect(quadra.message).toContain(fragment);
-  return quadra;
-}
-
 beforeAll(async () => {
   await useTestBackend('wasm');
 });
 
+/** Both kernels on `rows` rows of N(0, 1) from `seed`: losses and every gradient, then (unless told not to) the eval forward. */
+function expectTrainingParity(model: Partial<ModelConfig>, seed: number, rows: number, { forward = true } = {}): void {
+  const { layout, tfjs, simd, F } = pair(model);
+  const x = normal(seed, rows * F);
+  expectLossParity('train', simd.computeGradients(x, rows, DROPOUT_SEED), tfjs.computeGradients(x, rows, DROPOUT_SEED));
+  expectGradientParity(layout, simd.readGradients(), tfjs.readGradients(), model.spikeGradient ?? 'surrogate');
+  if (forward) expectForwardParity('eval', simd.forward(x, rows), tfjs.forward(x, rows));
+}
+
 describe('parity with the tfjs kernel', () => {
   it.each(MODES)("matches tfjs losses, every gradient and the eval forward at the default sizes, 64 rows ('%s')", (mode) => {
-    const { layout, tfjs, simd, F } = pair({ spikeGradient: mode });
-    const x = normal(3, 64 * F);
-    expectLossParity('train', simd.computeGradients(x, 64, DROPOUT_SEED), tfjs.computeGradients(x, 64, DROPOUT_SEED));
-    expectGradientParity(layout, simd.readGradients(), tfjs.readGradients(), mode);
-    expectForwardParity('eval', simd.forward(x, 64), tfjs.forward(x, 64));
+    expectTrainingParity({ spikeGradient: mode }, 3, 64);
   });
 
   it.each(MODES)("matches at widths ≡ 4 (mod 8), where the kernel's 4-wide tail paths run ('%s')", (mode) => {
-    const { layout, tfjs, simd, F } = pair({ fieldSize: 12, hiddenSize: 20, spikingHiddenSize: 36, spikingSteps: 3, spikeGradient: mode });
-    const x = normal(4, 7 * F);
-    expectLossParity('train', simd.computeGradients(x, 7, DROPOUT_SEED), tfjs.computeGradients(x, 7, DROPOUT_SEED));
-    expectGradientParity(layout, simd.readGradients(), tfjs.readGradients(), mode);
-    expectForwardParity('eval', simd.forward(x, 7), tfjs.forward(x, 7));
+    expectTrainingParity({ fieldSize: 12, hiddenSize: 20, spikingHiddenSize: 36, spikingSteps: 3, spikeGradient: mode }, 4, 7);
   });
 });
 
 describe('row counts and growth', () => {
   it.each(MODES)("matches tfjs gradients for an odd batch of 5 rows ('%s')", (mode) => {
-    const { layout, tfjs, simd, F } = pair({ spikeGradient: mode });
-    const x = normal(5, 5 * F);
-    expectLossParity('train', simd.computeGradients(x, 5, DROPOUT_SEED), tfjs.computeGradients(x, 5, DROPOUT_SEED));
-    expectGradientParity(layout, simd.readGradients(), tfjs.readGradients(), mode);
+    expectTrainingParity({ spikeGradient: mode }, 5, 5, { forward: false });
   });
 
   it('forwards 1, 5 and 300 rows like tfjs; 300 rows run in chunks on a 64-row kernel, yet the spike loss covers every row', () => {
@@ -158,8 +138,8 @@ describe('row counts and growth', () => {
 
 /**
  * The kernel's own BPTT against finite differences of its own training loss, following the tfjs
- * kernel's check in gradients.test.ts (see there for the reasoning behind the regime, steps and
- * tolerance): the Heaviside spike has no derivative, so `spikeForward = 'smooth'` swaps it for
+ * kernel's check in gradients.test.ts (the regime, steps and tolerance: tests/helpers/smooth-spike.ts):
+ * the Heaviside spike has no derivative, so `spikeForward = 'smooth'` swaps it for
  * s(z) = z/(1 + 25|z|), whose exact derivative is the surrogate; the spiking parameters are set so
  * every membrane sits ≥ 0.04 above θ, so no kink of s′ lies inside a perturbation (fc1 biases a
  * little higher than there: 8 inputs spread fc1(x) more than 6). Dropout stays on: a fixed dropout
@@ -168,73 +148,20 @@ describe('row counts and growth', () => {
 describe('finite differences of the simd gradients', () => {
   const MODEL = { fieldSize: 8, hiddenSize: 8, spikingHiddenSize: 8, spikingSteps: 4, dropout: 0.1, spikeGradient: 'surrogate' } as const;
   const ROWS = 5;
-  const { fieldSize: F, spikingHiddenSize: S, spikingSteps: T } = MODEL;
-  const x = normal(7, ROWS * F);
+  const x = normal(7, ROWS * MODEL.fieldSize);
 
-  function kinkFreeSpikingParameters(layout: ParamLayout, parameters: Float32Array): void {
-    const rng = new Rng(99);
-    const fill = (name: string, value: () => number) => {
-      const values = view(parameters, layout.byName.get(name)!);
-      for (let i = 0; i < values.length; i++) values[i] = value();
-    };
-    fill('spike_network.threshold', () => 0);
-    fill('spike_network.decay', () => 0.5);
-    fill('spike_network.fc1.weight', () => rng.uniform(-0.002, 0.002));
-    fill('spike_network.fc1.bias', () => rng.uniform(0.05, 0.07));
-    fill('spike_network.fc2.weight', () => rng.uniform(0.2, 0.6));
-    fill('spike_network.fc2.bias', () => 0.01);
-    fill('spike_network.fc3.weight', () => rng.uniform(0.2, 0.6));
-    fill('spike_network.fc3.bias', () => 0.01);
-  }
-
-  /** Float64 smooth spiking forward: the rates, and the smallest |m − θ| met at any comparison. */
-  function smoothSpikes64(layout: ParamLayout, p: Float32Array): { rates: Float64Array; margin: number } {
-    const P = (name: string) => view(p, layout.byName.get(name)!);
-    const theta = P('spike_network.threshold')[0]!;
-    const decay = P('spike_network.decay')[0]!;
-    const fc = (layer: number, input: ArrayLike<number>, inSize: number, outSize: number) => {
-      const w = P(`spike_network.fc${layer}.weight`);
-      const b = P(`spike_network.fc${layer}.bias`);
-      return Array.from({ length: outSize }, (_, o) => Array.from(input).reduce((s, v, i) => s + w[o * inSize + i]! * v, b[o]!));
-    };
-    let margin = Infinity;
-    const lif = (u: number[], carry: number[]) => {
-      const m = u.map((v, i) => v + carry[i]!);
-      const s = m.map((v) => {
-        margin = Math.min(margin, Math.abs(v - theta));
-        return (v - theta) / (1 + SURROGATE_SLOPE * Math.abs(v - theta));
-      });
-      return { s, carry: m.map((v, i) => v * (1 - s[i]!) * decay) };
-    };
-    const rates = new Float64Array(ROWS * F);
-    for (let r = 0; r < ROWS; r++) {
-      const c1 = fc(1, x.subarray(r * F, (r + 1) * F), F, S);
-      let r1 = new Array<number>(S).fill(0);
-      let r2 = new Array<number>(S).fill(0);
-      let r3 = new Array<number>(F).fill(0);
-      for (let t = 0; t < T; t++) {
-        const l1 = lif(c1, r1);
-        const l2 = lif(fc(2, l1.s, S, S), r2);
-        const l3 = lif(fc(3, l2.s, S, F), r3);
-        [r1, r2, r3] = [l1.carry, l2.carry, l3.carry];
-        l3.s.forEach((s, j) => (rates[r * F + j] = rates[r * F + j]! + s / T));
-      }
-    }
-    return { rates, margin };
-  }
-
-  it('computeGradients matches central differences of its training loss in the 3 largest elements of every tensor (smooth spike, fixed masks)', () => {
+  it('computeGradients matches central differences of its training loss in the 3 largest elements of every tensor (smooth spike, fixed masks)', async () => {
     const config = parseEngineConfig({ model: MODEL });
     const layout = buildLayout(config.model);
     const p0 = initialParameters(layout, 3);
-    kinkFreeSpikingParameters(layout, p0);
+    kinkFreeSpikingParameters(layout, p0, [0.05, 0.07]);
     const kernel = new SimdKernel(config.model, layout, p0);
     live.push(kernel);
     kernel.spikeForward = 'smooth';
 
     // Precondition of the check, and the smooth forward itself against the float64 reference
     // (a rate comes through ≤ 40 float32 ops on values ≤ 0.25 with gains ≤ 1: |error| ≤ 40·u·0.25).
-    const reference = smoothSpikes64(layout, p0);
+    const reference = smoothSpikes64(layout, p0, x, ROWS, MODEL);
     expect(reference.margin).toBeGreaterThan(0.04);
     const evalRates = kernel.forward(x, ROWS).spikeRates;
     for (let i = 0; i < reference.rates.length; i++) expect(Math.abs(evalRates[i]! - reference.rates[i]!), `rate ${i}`).toBeLessThan(40 * U * 0.25);
@@ -249,45 +176,7 @@ describe('finite differences of the simd gradients', () => {
     expect(kernel.computeGradients(x, ROWS, DROPOUT_SEED + 1).loss).not.toBe(loss0);
     expect(lossAt(p0)).toBe(loss0);
 
-    /*
-     * Tolerance as in gradients.test.ts: 1e-3·|g| for the O(h⁴) truncation and the float32 rounding
-     * of the analytic gradient, plus 3δ/(h/2) for the loss's own rounding noise δ, measured as the
-     * largest change of the loss over values 1..4 ulps apart (where the true change is negligible).
-     */
-    const noiseAt = (i: number, slope: number): number => {
-      let noise = 0;
-      for (const ulps of [-64, -16, -4, -1, 1, 4, 16, 64]) {
-        const nudged = Float32Array.from(p0);
-        nudged[i] = p0[i]! + ulps * Math.max(Math.abs(p0[i]!), 1e-3) * 2 ** -23;
-        noise = Math.max(noise, Math.abs(lossAt(nudged) - loss0 - slope * (nudged[i]! - p0[i]!)));
-      }
-      return noise;
-    };
-    /*
-     * Half-spans as large as the O(h⁴) truncation allows, so the loss's rounding noise weighs least.
-     * A spiking parameter may move no membrane by more than ~0.01, a quarter of the 0.04 margin:
-     * fc1 weights move it by ≤ |x|·h ≤ 2.5h per step, ≤ 5h with the decayed carry → 2e-3; fc2/fc3
-     * weights multiply smooth spikes |s| < 1/25, so they take 2e-2 (≤ 0.08h = 1.6e-3); the rest 2e-3.
-     * The field network is smooth: 6e-3.
-     */
-    const stepFor = (name: string): number => (name.startsWith('field_network.') ? 6e-3 : /fc[23]\.weight$/.test(name) ? 2e-2 : 2e-3);
-    const checked = new Set<string>();
-    for (const e of layout.entries) {
-      const largest = Array.from({ length: e.size }, (_, k) => e.offset + k)
-        .sort((a, b) => Math.abs(grads[b]!) - Math.abs(grads[a]!))
-        .slice(0, 3);
-      for (const i of largest) {
-        const h = stepFor(e.name);
-        const analytic = grads[i]!;
-        const tolerance = 1e-3 * Math.abs(analytic) + (3 * noiseAt(i, analytic)) / (h / 2);
-        const label = `${e.name}[${i - e.offset}]`;
-        expect(tolerance, `${label}: rounding noise leaves the check meaningful (g = ${analytic})`).toBeLessThan(0.2 * Math.abs(analytic));
-        const fd = richardson(p0, i, h, lossAt);
-        expect(Math.abs(fd - analytic), `${label}: analytic ${analytic}, finite difference ${fd}, tolerance ${tolerance}`).toBeLessThanOrEqual(tolerance);
-        checked.add(e.name);
-      }
-    }
-    expect(checked.size).toBe(layout.entries.length);
+    const checked = await expectGradientsMatchFiniteDifferences({ layout, p0, loss0, grads, lossAt, largest: 3, relativeTolerance: 1e-3, noiseUlps: [-64, -16, -4, -1, 1, 4, 16, 64] });
     expect(checked).toContain('spike_network.threshold');
     expect(checked).toContain('spike_network.decay');
   });

@@ -5,22 +5,13 @@ import type { OscillatorEngine } from '../../src-main/engine/engine';
 import { initialParameters } from '../../src-main/engine/init';
 import type { ModelKernel } from '../../src-main/engine/kernel';
 import { buildLayout } from '../../src-main/engine/layout';
-import { Rng } from '../../src-main/engine/random';
 import { SimdKernel } from '../../src-main/engine/simd/simd-kernel';
 import { TfjsKernel } from '../../src-main/engine/tfjs-kernel';
-import { createEngine, expectSameState, firstBitDifference, maxAbsDiff, relErr, useTestBackend } from '../helpers/engine';
+import { createEngine, expectSameState, firstBitDifference, maxAbsDiff, normal, rel, relErr, useTestBackend } from '../helpers/engine';
 
 /** The simd kernel over many steps against the tfjs kernel, and the simd backend inside OscillatorEngine. */
 
 const MODES: readonly SpikeGradient[] = ['none', 'surrogate'];
-
-function normal(seed: number, n: number): Float32Array {
-  return new Rng(seed).fillNormal(new Float32Array(n), 1);
-}
-
-function rel(a: number, b: number): number {
-  return Math.abs(a - b) / Math.abs(b);
-}
 
 function mean(values: number[]): number {
   return values.reduce((s, v) => s + v, 0) / values.length;

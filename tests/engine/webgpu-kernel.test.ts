@@ -12,8 +12,9 @@ import { SimdKernel } from '../../src-main/engine/simd/simd-kernel';
 import { SURROGATE_SLOPE, TfjsKernel } from '../../src-main/engine/tfjs-kernel';
 import { createWebGpuKernel, type WebGpuKernel } from '../../src-main/engine/webgpu/webgpu-kernel';
 import { nodeGpuDevice } from '../../src-main/engine/webgpu-node';
-import { firstBitDifference, maxAbsDiff, relErr, thrownBy, useTestBackend } from '../helpers/engine';
-import { richardson } from '../helpers/finite-differences';
+import { firstBitDifference, maxAbsDiff, normal, rel, relErr, useTestBackend } from '../helpers/engine';
+import { expectQuadraError } from '../helpers/errors';
+import { expectGradientsMatchFiniteDifferences, kinkFreeSpikingParameters } from '../helpers/smooth-spike';
 
 /**
  * The fused WebGPU kernel against the fused simd kernel (itself checked against tfjs) from the same
@@ -37,14 +38,6 @@ const DROPOUT_SEED = 1234;
 /** Small enough for a software GPU; widths multiples of 4 so the simd kernel runs them too. */
 const SMALL = { fieldSize: 12, hiddenSize: 16, spikingHiddenSize: 8, spikingSteps: 3 } as const;
 const CAPACITY = 16;
-
-function normal(seed: number, n: number): Float32Array {
-  return new Rng(seed).fillNormal(new Float32Array(n), 1);
-}
-
-function rel(a: number, b: number): number {
-  return Math.abs(a - b) / Math.abs(b);
-}
 
 const live: Array<{ dispose(): void }> = [];
 afterEach(() => {
@@ -87,15 +80,6 @@ function expectGradientParity(layout: ParamLayout, mine: Float32Array, simd: Flo
   for (const e of layout.entries) expect(relErr(view(mine, e), view(simd, e)), e.name).toBeLessThan(1e-3);
   if (mode === 'none') expect(mine.subarray(layout.fieldCount).every((g) => g === 0), 'spiking gradients are zero').toBe(true);
   else expect(maxAbsDiff(simd.subarray(layout.fieldCount), new Float32Array(layout.total - layout.fieldCount)), 'spiking gradients flow').toBeGreaterThan(0);
-}
-
-async function expectQuadraError(action: () => unknown, code: string, ...fragments: string[]): Promise<QuadraError> {
-  const error = await thrownBy(action);
-  expect(error).toBeInstanceOf(QuadraError);
-  const quadra = error as QuadraError;
-  expect(quadra.code, quadra.message).toBe(code);
-  for (const fragment of fragments) expect(quadra.message).toContain(fragment);
-  return quadra;
 }
 
 describe.skipIf(!device)(`webgpu kernel parity with simd${device ? '' : ` (skipped: ${reason})`}`, () => {
@@ -202,39 +186,24 @@ describe.skipIf(!device)(`webgpu kernel parity with simd${device ? '' : ` (skipp
 
 /**
  * The kernel's own BPTT against finite differences of its own loss, as simd-kernel.test.ts checks
- * the simd kernel (see there for the regime, steps and tolerance): the smooth spike z/(1 + 25|z|)
- * and spiking parameters that keep every membrane ≥ 0.04 from θ. One difference: the kernel sums
- * its loss in float32 on the GPU, too coarse for differences of ~1e-7, so the loss differenced here
- * is summed in float64 on the host from the kernel's forward outputs; without dropout (whose masks
- * the parity tests cover) that forward is the function computeGradients differentiates.
+ * the simd kernel (the regime, steps and tolerance: tests/helpers/smooth-spike.ts): the smooth
+ * spike z/(1 + 25|z|) and spiking parameters that keep every membrane ≥ 0.04 from θ. One
+ * difference: the kernel sums its loss in float32 on the GPU, too coarse for differences of ~1e-7,
+ * so the loss differenced here is summed in float64 on the host from the kernel's forward outputs;
+ * without dropout (whose masks the parity tests cover) that forward is the function
+ * computeGradients differentiates.
  */
 describe.skipIf(!device)(`finite differences of the webgpu gradients${device ? '' : ` (skipped: ${reason})`}`, () => {
   const MODEL = { fieldSize: 8, hiddenSize: 8, spikingHiddenSize: 8, spikingSteps: 4, dropout: 0, spikeGradient: 'surrogate' } as const;
   const ROWS = 5;
   const x = normal(7, ROWS * MODEL.fieldSize);
 
-  function kinkFreeSpikingParameters(layout: ParamLayout, parameters: Float32Array): void {
-    const rng = new Rng(99);
-    const fill = (name: string, value: () => number) => {
-      const values = view(parameters, layout.byName.get(name)!);
-      for (let i = 0; i < values.length; i++) values[i] = value();
-    };
-    fill('spike_network.threshold', () => 0);
-    fill('spike_network.decay', () => 0.5);
-    fill('spike_network.fc1.weight', () => rng.uniform(-0.002, 0.002));
-    fill('spike_network.fc1.bias', () => rng.uniform(0.05, 0.07));
-    fill('spike_network.fc2.weight', () => rng.uniform(0.2, 0.6));
-    fill('spike_network.fc2.bias', () => 0.01);
-    fill('spike_network.fc3.weight', () => rng.uniform(0.2, 0.6));
-    fill('spike_network.fc3.bias', () => 0.01);
-  }
-
   it('computeGradients matches central differences of its loss in the 2 largest elements of every tensor (smooth spike)', async () => {
     expect(SURROGATE_SLOPE).toBe(25);
     const config = parseEngineConfig({ model: MODEL });
     const layout = buildLayout(config.model);
     const p0 = initialParameters(layout, 3);
-    kinkFreeSpikingParameters(layout, p0);
+    kinkFreeSpikingParameters(layout, p0, [0.05, 0.07]);
     const kernel = await createWebGpuKernel(device!, config.model, layout, p0, { capacity: ROWS });
     live.push(kernel);
     kernel.spikeForward = 'smooth';
@@ -256,42 +225,7 @@ describe.skipIf(!device)(`finite differences of the webgpu gradients${device ? '
     const grads = await kernel.readGradients();
     expect(rel(trained.loss, loss0), 'the training loss is the forward loss').toBeLessThan(1e-6);
 
-    // richardson() takes a synchronous loss: evaluate the four perturbations first, then replay them.
-    const richardsonAsync = async (i: number, h: number): Promise<number> => {
-      const seen: Float32Array[] = [];
-      richardson(p0, i, h, (p) => (seen.push(Float32Array.from(p)), 0));
-      const losses = new Map<Float32Array, number>();
-      for (const p of seen) losses.set(p, await lossAt(p));
-      let k = 0;
-      return richardson(p0, i, h, () => losses.get(seen[k++]!)!);
-    };
-    const noiseAt = async (i: number, slope: number): Promise<number> => {
-      let noise = 0;
-      for (const ulps of [-16, -1, 1, 16]) {
-        const nudged = Float32Array.from(p0);
-        nudged[i] = p0[i]! + ulps * Math.max(Math.abs(p0[i]!), 1e-3) * 2 ** -23;
-        noise = Math.max(noise, Math.abs((await lossAt(nudged)) - loss0 - slope * (nudged[i]! - p0[i]!)));
-      }
-      return noise;
-    };
-    const stepFor = (name: string): number => (name.startsWith('field_network.') ? 6e-3 : /fc[23]\.weight$/.test(name) ? 2e-2 : 2e-3);
-    const checked = new Set<string>();
-    for (const e of layout.entries) {
-      const largest = Array.from({ length: e.size }, (_, k) => e.offset + k)
-        .sort((a, b) => Math.abs(grads[b]!) - Math.abs(grads[a]!))
-        .slice(0, 2);
-      for (const i of largest) {
-        const h = stepFor(e.name);
-        const analytic = grads[i]!;
-        const tolerance = 2e-3 * Math.abs(analytic) + (3 * (await noiseAt(i, analytic))) / (h / 2);
-        const label = `${e.name}[${i - e.offset}]`;
-        expect(tolerance, `${label}: rounding noise leaves the check meaningful (g = ${analytic})`).toBeLessThan(0.2 * Math.abs(analytic));
-        const fd = await richardsonAsync(i, h);
-        expect(Math.abs(fd - analytic), `${label}: analytic ${analytic}, finite difference ${fd}, tolerance ${tolerance}`).toBeLessThanOrEqual(tolerance);
-        checked.add(e.name);
-      }
-    }
-    expect(checked.size).toBe(layout.entries.length);
+    await expectGradientsMatchFiniteDifferences({ layout, p0, loss0, grads, lossAt, largest: 2, relativeTolerance: 2e-3, noiseUlps: [-16, -1, 1, 16] });
   });
 });
 

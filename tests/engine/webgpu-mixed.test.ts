@@ -2,13 +2,12 @@
 import { existsSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseEngineConfig, type ModelConfig } from '../../src-shared/engine-config';
-import { QuadraError } from '../../src-shared/errors';
 import { initialParameters } from '../../src-main/engine/init';
 import { buildLayout, view, type ParamLayout } from '../../src-main/engine/layout';
-import { Rng } from '../../src-main/engine/random';
 import { createWebGpuKernel, kernelDeviceDescriptor, mixedPrecisionFeatures, type WebGpuKernel, type WebGpuKernelOptions } from '../../src-main/engine/webgpu/webgpu-kernel';
 import { nodeGpuAdapter } from '../../src-main/engine/webgpu-node';
-import { firstBitDifference, maxAbsDiff, relErr, thrownBy } from '../helpers/engine';
+import { firstBitDifference, maxAbsDiff, normal, rel, relErr } from '../helpers/engine';
+import { expectQuadraError } from '../helpers/errors';
 
 /**
  * The webgpu kernel's mixed precision (torch.cuda.amp's recipe) against its own fp32 path: f16 GEMM
@@ -38,14 +37,6 @@ afterEach(() => {
   for (const kernel of live.splice(0)) kernel.dispose();
 });
 afterAll(() => device?.destroy());
-
-function normal(seed: number, n: number, sigma = 1): Float32Array {
-  return new Rng(seed).fillNormal(new Float32Array(n), sigma);
-}
-
-function rel(a: number, b: number): number {
-  return Math.abs(a - b) / Math.abs(b);
-}
 
 const scratch = new Float32Array(1);
 const scratchBits = new Uint32Array(scratch.buffer);
@@ -88,13 +79,6 @@ async function kernel(s: Setup, options: Partial<WebGpuKernelOptions> = {}, para
   const k = await createWebGpuKernel(device!, s.config.model, s.layout, parameters, { capacity: CAPACITY, precision: 'mixed', ...options });
   live.push(k);
   return k;
-}
-
-async function expectQuadraError(action: () => unknown, code: string, ...fragments: string[]): Promise<void> {
-  const error = await thrownBy(action);
-  expect(error).toBeInstanceOf(QuadraError);
-  expect((error as QuadraError).code, (error as QuadraError).message).toBe(code);
-  for (const fragment of fragments) expect((error as QuadraError).message).toContain(fragment);
 }
 
 describe('the host f16 rounding the tests compare with', () => {

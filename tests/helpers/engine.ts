@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { BackendId, EngineConfigInput, ModelConfig } from '../../src-shared/engine-config';
 import { selectBackend } from '../../src-main/engine/backends';
 import { OscillatorEngine, type EngineState } from '../../src-main/engine/engine';
+import { Rng } from '../../src-main/engine/random';
 import { parseSafetensors, type SafetensorsFile } from '../../src-main/engine/safetensors';
 
 export const FIXTURES = path.resolve(__dirname, '../fixtures');
@@ -38,6 +39,16 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let max = 0;
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
   return max;
+}
+
+/** n float32 values drawn from N(0, sigma²) by Rng(seed): the tests' batches and random tensors. */
+export function normal(seed: number, n: number, sigma = 1): Float32Array {
+  return new Rng(seed).fillNormal(new Float32Array(n), sigma);
+}
+
+/** |a − b| / |b| for scalars. */
+export function rel(a: number, b: number): number {
+  return Math.abs(a - b) / Math.abs(b);
 }
 
 /** max |a − b| / (max |b| + floor): a relative error robust to tiny reference values. */

@@ -16,3 +16,13 @@ export function richardson(p0: Float32Array, i: number, h: number, lossAt: (p: F
   const [narrow, h2] = central(h / 2);
   return (h1 * h1 * narrow - h2 * h2 * wide) / (h1 * h1 - h2 * h2);
 }
+
+/** richardson() for a loss computed asynchronously: the four perturbed losses first, then the same combination. */
+export async function richardsonAsync(p0: Float32Array, i: number, h: number, lossAt: (p: Float32Array) => number | Promise<number>): Promise<number> {
+  const perturbed: Float32Array[] = [];
+  richardson(p0, i, h, (p) => (perturbed.push(Float32Array.from(p)), 0));
+  const losses: number[] = [];
+  for (const p of perturbed) losses.push(await lossAt(p));
+  let k = 0;
+  return richardson(p0, i, h, () => losses[k++]!);
+}

@@ -2,10 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { WebSocket } from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../../src-main/engine/checkpoint';
-import { decodeWire, encodeWire } from '../../src-shared/wire';
+import { decodeWire } from '../../src-shared/wire';
+import { apiClient } from './helpers';
 
 const ROOT = path.resolve(__dirname, '../..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-serve-e2e-'));
@@ -22,32 +22,22 @@ interface Client {
   close(): void;
 }
 
+/** The UI's client (helpers' apiClient) that also keeps every event the server pushes. */
 async function connect(url: string): Promise<Client> {
-  const { origin, searchParams } = new URL(url);
-  const ws = new WebSocket(`${origin.replace('http', 'ws')}/api?token=${searchParams.get('token')}`, { headers: { origin } });
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
-  });
-  let next = 1;
-  const pending = new Map<number, (result: never) => void>();
+  const { port, searchParams } = new URL(url);
+  const { ws, call, close } = await apiClient(Number(port), searchParams.get('token')!);
   const events: Client['events'] = [];
   const watchers: Array<() => void> = [];
   ws.on('message', (data) => {
-    const message = decodeWire(data.toString()) as { id?: number; result?: never; event?: string; payload?: Record<string, unknown> };
+    const message = decodeWire(data.toString()) as { event?: string; payload?: Record<string, unknown> };
     if (message.event) {
       events.push({ event: message.event, payload: message.payload! });
       watchers.forEach((w) => w());
-    } else if (message.id !== undefined) pending.get(message.id)?.(message.result!);
+    }
   });
   return {
     events,
-    call: (method, request = {}) =>
-      new Promise((resolve) => {
-        const id = next++;
-        pending.set(id, resolve as never);
-        ws.send(encodeWire({ id, method, request }));
-      }),
+    call: call as Client['call'],
     waitFor: (predicate, timeoutMs) =>
       new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('timed out waiting for an event')), timeoutMs);
@@ -60,7 +50,7 @@ async function connect(url: string): Promise<Client> {
         watchers.push(check);
         check();
       }),
-    close: () => ws.close(),
+    close,
   };
 }
 
