@@ -18,6 +18,8 @@ export interface ParallelBenchOptions {
   transport?: TransportFactory;
   /** Time each phase of a step in every worker (ParallelBenchResult.phases). */
   profile?: boolean;
+  /** simd: false gives each worker's kernel its own memory (the slot exchange), to compare with the shared memory. */
+  simdSharedMemory?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -60,6 +62,7 @@ export async function runParallelBench(o: ParallelBenchOptions): Promise<Paralle
       checkpointEveryEpochs: 1_000_000,
       ...(o.transport ? { transport: o.transport } : {}),
       ...(o.profile ? { profile: true } : {}),
+      ...(o.simdSharedMemory === false ? { simdSharedMemory: false } : {}),
     },
     {
       stepEnd: (step) => {

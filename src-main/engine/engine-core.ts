@@ -2,7 +2,7 @@ import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { BackendSelection } from './backends';
 import { initialFieldState } from './init';
-import type { ForwardResult, LossParts, LossScalerState, MaybePromise, ModelKernel, OptimizerState, SyncModelKernel } from './kernel';
+import type { ForwardResult, GradientHooks, LossParts, LossScalerState, MaybePromise, ModelKernel, OptimizerState, SyncModelKernel } from './kernel';
 import type { ParamLayout } from './layout';
 import { Rng } from './random';
 
@@ -113,8 +113,8 @@ export class EngineCore<K extends ModelKernel = SyncModelKernel> {
   }
 
   /** First half of a step, for data-parallel training: gradients stay pending in the kernel. */
-  computeGradients(batch: Float32Array, rows = this.#rowsOf(batch)): Answer<K, LossParts> {
-    return after(this.#kernel.computeGradients(batch, rows, this.#dropoutSeed()), (parts) => this.#finite(parts)) as Answer<K, LossParts>;
+  computeGradients(batch: Float32Array, rows = this.#rowsOf(batch), hooks?: GradientHooks): Answer<K, LossParts> {
+    return after(this.#kernel.computeGradients(batch, rows, this.#dropoutSeed(), hooks), (parts) => this.#finite(parts)) as Answer<K, LossParts>;
   }
 
   /** A non-finite loss stops the step before any update. */

@@ -8,7 +8,7 @@ import { after, EngineCore, type Answer, type EngineState, type HostMemory } fro
 import { initialParameters } from './init';
 import type { MaybePromise, ModelKernel, SyncModelKernel } from './kernel';
 import { buildLayout, type ParamLayout } from './layout';
-import { SimdKernel } from './simd/simd-kernel';
+import { SimdKernel, type SimdMemoryPlacement } from './simd/simd-kernel';
 import { TfjsKernel } from './tfjs-kernel';
 
 export interface EngineOptions {
@@ -19,6 +19,8 @@ export interface EngineOptions {
   gpu?: GpuSituation;
   /** Data-parallel rank: dropout masks differ per rank, so shards see independent masks. */
   rank?: number;
+  /** simd in worker threads: this worker's place in the memory the workers' kernels share. */
+  placement?: SimdMemoryPlacement;
 }
 
 export type { Answer, BenchmarkResult, EngineState, HostMemory, MemoryStats, StepResult } from './engine-core';
@@ -42,17 +44,21 @@ export class OscillatorEngine<K extends ModelKernel = SyncModelKernel> extends E
 
   /** An engine on a CPU backend (or the tfjs GPU one): every method answers at once. */
   static async create(options: EngineOptions = {}): Promise<OscillatorEngine> {
-    return OscillatorEngine.#withSyncKernel(await prepare(options), options.rank ?? 0);
+    return OscillatorEngine.#withSyncKernel(await prepare(options), options.rank ?? 0, options.placement);
   }
 
-  static #withSyncKernel({ config, backend, layout, parameters }: Prepared, rank: number): OscillatorEngine {
+  static #withSyncKernel({ config, backend, layout, parameters }: Prepared, rank: number, placement?: SimdMemoryPlacement): OscillatorEngine {
     if (backend.id === 'webgpu') {
       throw new QuadraError('UNSUPPORTED', 'the webgpu backend answers asynchronously; it trains in workers (quadra train, quadra bench --workers N)', { backend: 'webgpu' });
     }
     const kernel: SyncModelKernel =
       backend.id === 'simd'
-        ? new SimdKernel(config.model, layout, parameters, { capacity: config.batchSize })
+        ? new SimdKernel(config.model, layout, parameters, { capacity: config.batchSize, ...(placement ? { placement } : {}) })
         : new TfjsKernel(backend.id, config.model, layout, parameters);
+    if (placement && backend.id !== 'simd') {
+      kernel.dispose();
+      throw new QuadraError('INTERNAL', `a shared-memory placement is for the simd backend, but this worker started '${backend.id}'`, { backend: backend.id });
+    }
     return new OscillatorEngine(config, backend, kernel, rank);
   }
 
@@ -60,7 +66,7 @@ export class OscillatorEngine<K extends ModelKernel = SyncModelKernel> extends E
   static async createForWorker(options: EngineOptions = {}): Promise<OscillatorEngine<ModelKernel>> {
     const prepared = await prepare(options);
     const { config, backend, layout, parameters } = prepared;
-    if (backend.id !== 'webgpu') return OscillatorEngine.#withSyncKernel(prepared, options.rank ?? 0) as OscillatorEngine<ModelKernel>;
+    if (backend.id !== 'webgpu') return OscillatorEngine.#withSyncKernel(prepared, options.rank ?? 0, options.placement) as OscillatorEngine<ModelKernel>;
     const { createWebGpuKernel } = await import('./webgpu/webgpu-kernel');
     const { nodeGpuDevice } = await import('./webgpu-node');
     const device = await nodeGpuDevice();

@@ -61,10 +61,32 @@ export interface KernelCapabilities {
    * the layout (setUpdateShard, reduceShard, parameterView, momentViews, parametersChanged).
    */
   readonly shardsOptimizer?: boolean;
+  /**
+   * The kernel's parameters, moments and Wᵀ copies live once in a memory shared with the other
+   * workers' kernels (simd in worker threads): each worker updates chunks of them (updateChunk)
+   * straight from every worker's gradients, with no copy.
+   */
+  readonly sharedMemory?: boolean;
+}
+
+/** A piece of the optimiser update that any worker of a shared memory may take (see SimdSharedMemory). */
+export interface UpdateChunk {
+  /** [start, end) of the flat layout; never across the field/spiking boundary. */
+  start: number;
+  end: number;
+  /** The weight matrix whose Wᵀ rows [rows[0], rows[1]) this chunk covers (simd kernel numbering), or -1. */
+  matrix: number;
+  rows: readonly [number, number];
+}
+
+/** Callbacks from inside computeGradients (the simd kernel calls them; others may ignore them). */
+export interface GradientHooks {
+  /** The field network's gradients are final (the spiking network's backward may still run); only called for a finite loss. */
+  fieldGradientsReady?(): void;
 }
 
 /** Where a training step's time goes, in order (quadra bench --profile). */
-export const STEP_PHASES = ['betweenSteps', 'forward', 'backward', 'gradientCopy', 'barrier', 'reduce', 'adamw', 'parameterShare', 'transposes'] as const;
+export const STEP_PHASES = ['betweenSteps', 'forward', 'backward', 'gradientCopy', 'barrier', 'update', 'reduce', 'adamw', 'parameterShare', 'transposes'] as const;
 export type StepPhase = (typeof STEP_PHASES)[number];
 /** Milliseconds per phase, summed by whoever times them. */
 export type StepPhases = Partial<Record<StepPhase, number>>;
@@ -81,7 +103,7 @@ export interface ModelKernel {
   readonly layout: ParamLayout;
   readonly capabilities: KernelCapabilities;
   /** Forward and backward in training mode; the gradients wait inside until applyGradients. */
-  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): MaybePromise<LossParts>;
+  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number, hooks?: GradientHooks): MaybePromise<LossParts>;
   /** A copy of the pending gradients (spiking part zero when spikeGradient is 'none'). */
   readGradients(): MaybePromise<Float32Array>;
   /**
@@ -127,12 +149,21 @@ export interface ModelKernel {
   momentViews?(): { m: Float32Array; v: Float32Array };
   /** With capabilities.shardsOptimizer: parameters were written through parameterView(). */
   parametersChanged?(): void;
+  /**
+   * With capabilities.sharedMemory: Σ_r weights[r]·(rank r's gradients, at gradientAddresses[r])
+   * over the chunk, in rank order (the same bits whoever computes it), then AdamW and the Wᵀ rows
+   * there, with the step count the next applyGradients will reach; that applyGradients then only
+   * counts the step.
+   */
+  updateChunk?(chunk: UpdateChunk, weights: readonly number[], gradientAddresses: readonly number[], optimizer: OptimizerConfig): void;
+  /** With capabilities.sharedMemory: the byte address of this kernel's gradients in the shared memory. */
+  gradientAddress?(): number;
 }
 
 /** The CPU kernels' contract: every answer at once. */
 export interface SyncModelKernel extends ModelKernel {
   readonly capabilities: KernelCapabilities & { readonly synchronous: true };
-  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts;
+  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number, hooks?: GradientHooks): LossParts;
   readGradients(): Float32Array;
   writeGradients(gradients: Float32Array): void;
   applyGradients(optimizer: OptimizerConfig): void;

@@ -9,6 +9,9 @@ import { buildLayout } from '../engine/layout';
 import { ADAPTER_ENV } from '../engine/webgpu-adapters';
 import { createExchange } from './file-exchange';
 import { abortSharedExchange, createSharedExchange, MAX_SHARED_EXCHANGE_WORKERS, type SharedExchangeLayout } from './shared-exchange';
+import { abortChunkExchange, createChunkExchange, type ChunkExchangeLayout } from './chunk-exchange';
+import { probeSimd } from '../engine/simd/module';
+import { planSimdSharedMemory } from '../engine/simd/shared-memory';
 import { threadTransport } from './thread-transport';
 import { DEFAULT_WORKER_ENTRY, forkTransport, type TransportFactory } from './transport';
 import { WorkerHandle, type WorkerExit } from './worker-handle';
@@ -40,6 +43,12 @@ export interface TrainingPlan {
   progressIntervalMs?: number;
   /** Workers time each step's phases and report them (events.stepPhases); benchmarks only. */
   profile?: boolean;
+  /**
+   * simd in threads: the workers' kernels share one memory and update in chunks (default). False
+   * gives each kernel its own memory and exchanges through slots (ZeRO-1), as when the shared
+   * memory would not fit wasm32's 4 GiB; tests compare the two.
+   */
+  simdSharedMemory?: boolean;
 }
 
 export interface WorkerStats {
@@ -127,7 +136,8 @@ export class TrainingRun {
   #sentBatches = new Set<number>();
   #sampler: EpochSampler;
   #exchange: ReturnType<typeof createExchange> | null = null;
-  #shared: SharedExchangeLayout | null = null;
+  /** Threads: the slot exchange, or the chunk exchange when the kernels share one memory. */
+  #shared: SharedExchangeLayout | ChunkExchangeLayout | null = null;
 
   constructor(plan: TrainingPlan, events: TrainingEvents = {}) {
     this.#sampler = TrainingRun.check(plan);
@@ -243,7 +253,8 @@ export class TrainingRun {
     this.#emitProgress();
     if (outcome.status === 'failed' || outcome.status === 'diverged') {
       // Threads waiting at the all-reduce barrier for a dead or failed peer stop waiting.
-      if (this.#shared) abortSharedExchange(this.#shared);
+      if (this.#shared?.kind === 'shared') abortSharedExchange(this.#shared);
+      else if (this.#shared) abortChunkExchange(this.#shared);
       await Promise.all(this.#workers.map((w) => w.kill()));
     }
     else await Promise.all(this.#workers.map((w) => w.shutdown()));
@@ -267,7 +278,7 @@ export class TrainingRun {
       const size = buildLayout(plan.config.model).total;
       // The optimiser shards cover what it updates: everything, or the field part when the spiking network gets no gradient.
       const updated = plan.config.model.spikeGradient === 'surrogate' ? size : buildLayout(plan.config.model).fieldCount;
-      if (factory.sharesMemory) this.#shared = createSharedExchange(plan.workers, size, updated);
+      if (factory.sharesMemory) this.#shared = chunkExchangeFor(plan, workerConfig.batchSize, updated) ?? createSharedExchange(plan.workers, size, updated);
       else this.#exchange = createExchange(plan.workers, size);
     }
     const exchange = this.#shared ?? (this.#exchange ? { kind: 'file' as const, file: this.#exchange.file, workers: this.#exchange.workers, size: this.#exchange.size } : null);
@@ -408,7 +419,7 @@ export class TrainingRun {
   async #checkpoint(epoch: number, stepInEpoch: number, step: number, validationLoss: number | null, resumeAt: { epoch: number; stepInEpoch: number }): Promise<void> {
     if (!this.#events.checkpoint) return;
     // Sharded optimiser moments (shared-memory exchange) are gathered by every worker together.
-    const asked = this.#shared ? this.#workers : this.#workers.slice(0, 1);
+    const asked = this.#shared?.kind === 'shared' ? this.#workers : this.#workers.slice(0, 1);
     const replies = await this.#guard(Promise.all(asked.map((w) => w.request({ type: 'get-state' }, 'state'))));
     const state = replies[0]?.state;
     if (!state) throw new QuadraError('INTERNAL', 'checkpoint: no worker to read the state from');
@@ -459,6 +470,16 @@ function transportFor(plan: TrainingPlan): TransportFactory {
   if (ownTransport) return ownTransport;
   if (plan.backend === 'simd' && !plan.transport?.sharesMemory) return threadTransport(plan.transport?.entry ?? DEFAULT_WORKER_ENTRY);
   return plan.transport ?? DEFAULT_FORK_TRANSPORT;
+}
+
+/** simd threads whose kernels can share one memory: the chunk exchange (null: the slot exchange). */
+function chunkExchangeFor(plan: TrainingPlan, rowsPerWorker: number, updated: number): ChunkExchangeLayout | null {
+  if (plan.backend !== 'simd' || plan.simdSharedMemory === false) return null;
+  const probe = probeSimd();
+  if (!probe.available) return null;
+  const layout = buildLayout(plan.config.model);
+  const simd = planSimdSharedMemory(probe.module, plan.config.model, layout, plan.workers, rowsPerWorker, updated);
+  return simd ? createChunkExchange(simd, layout.fieldCount) : null;
 }
 
 function usesSharedMemory(plan: TrainingPlan): boolean {

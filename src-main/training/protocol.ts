@@ -3,6 +3,7 @@ import type { ErrorData } from '../../src-shared/errors';
 import type { GpuSituation, BackendStatus } from '../engine/backends';
 import type { LossParts, LossScalerState, OptimizerState, StepPhases } from '../engine/kernel';
 import type { ExchangeLayout } from './file-exchange';
+import type { ChunkExchangeLayout } from './chunk-exchange';
 import type { SharedExchangeLayout } from './shared-exchange';
 
 /**
@@ -29,7 +30,7 @@ export type ToWorker =
       config: EngineConfig;
       backend: BackendId | 'auto';
       gpu: GpuSituation;
-      exchange: ExchangeLayout | SharedExchangeLayout | null;
+      exchange: ExchangeLayout | SharedExchangeLayout | ChunkExchangeLayout | null;
       /** Time each step's phases and report them with the gradients (benchmarks; off otherwise). */
       profile?: boolean;
     }

@@ -4,6 +4,8 @@ import type { GpuSituation } from '../engine/backends';
 import type { EngineCore } from '../engine/engine-core';
 import type { ModelKernel, StepPhases } from '../engine/kernel';
 import { Rng } from '../engine/random';
+import type { SimdMemoryPlacement } from '../engine/simd/simd-kernel';
+import { ChunkExchangeClient, type ChunkUpdater } from './chunk-exchange';
 import type { ExchangeLayout } from './file-exchange';
 import { SharedExchangeClient, type SharedExchangeLayout } from './shared-exchange';
 import type { FromWorker, ParentChannel, ScalerReport, ToWorker } from './protocol';
@@ -23,6 +25,8 @@ export interface WorkerEngineOptions {
   backend: BackendId | 'auto';
   gpu: GpuSituation;
   rank: number;
+  /** simd threads with a chunk exchange: where this worker's kernel lives in the shared memory. */
+  placement?: SimdMemoryPlacement;
 }
 
 /** The file exchange's worker end (file-exchange.ts: a /dev/shm file shared by processes). */
@@ -60,6 +64,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
   let engine: EngineCore<ModelKernel> | null = null;
   let exchange: FileExchange | null = null;
   let shared: SharedExchangeClient | null = null;
+  let chunks: ChunkExchangeClient | null = null;
   let rank = 0;
   /** ZeRO-1: moments of other workers' shards are stale here until gathered (a snapshot). */
   let momentsScattered = false;
@@ -83,6 +88,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
     exchange?.close();
     exchange = null;
     shared = null;
+    chunks = null;
   }
 
   async function waitForBatch(step: number): Promise<{ rows: number; data: Float32Array; waitedMs: number }> {
@@ -99,7 +105,10 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
         // The exchange first: a platform that cannot take part refuses before building an engine.
         exchange = message.exchange?.kind === 'file' ? platform.openFileExchange(message.exchange) : null;
         shared = message.exchange?.kind === 'shared' ? openSharedExchange(message.exchange, message.rank) : null;
-        engine = await platform.createEngine({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank });
+        chunks = message.exchange?.kind === 'chunks' ? new ChunkExchangeClient(message.exchange, message.rank) : null;
+        const placement = chunks ? placementOf(chunks) : undefined;
+        engine = await platform.createEngine({ config: message.config, backend: message.backend, gpu: message.gpu, rank: message.rank, ...(placement ? { placement } : {}) });
+        if (chunks && !updatesChunks(engine.kernel)) throw new QuadraError('INTERNAL', `worker rank ${message.rank}: its kernel cannot take part in the shared-memory update`);
         rank = message.rank;
         profiling = message.profile === true;
         if (shared && platform.mayBlock && shardsOptimizer(engine.kernel)) {
@@ -139,7 +148,9 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
         let loss;
         let applied = false;
         let exchangeMs = 0;
-        if (shared && platform.mayBlock && shardsOptimizer(kernel)) {
+        if (chunks && updatesChunks(kernel)) {
+          ({ loss, applied, exchangeMs } = await stepChunked(e, kernel, chunks, batch, phases));
+        } else if (shared && platform.mayBlock && shardsOptimizer(kernel)) {
           ({ loss, applied, exchangeMs } = await stepSharded(e, kernel, shared, message.step, batch, phases));
           if (applied) momentsScattered = true;
         } else if (shared) {
@@ -276,6 +287,50 @@ async function stepShared(e: EngineCore<ModelKernel>, client: SharedExchangeClie
   const exchangeMs = performance.now() - start;
   await e.applyGradients();
   return { loss, applied: true, exchangeMs };
+}
+
+/** Where this worker's kernel lives in the memory every worker's kernel shares. */
+function placementOf(client: ChunkExchangeClient): SimdMemoryPlacement {
+  const { memory, sharedBase, ownBases, capacity } = client.layout.simd;
+  return { memory, sharedBase, ownBase: ownBases[client.rank]!, capacity };
+}
+
+type ChunkKernel = ModelKernel & ChunkUpdater;
+
+function updatesChunks(kernel: ModelKernel): kernel is ChunkKernel {
+  return kernel.capabilities.sharedMemory === true && kernel.updateChunk !== undefined;
+}
+
+/**
+ * One step over the chunk exchange (kernels in one shared memory): the field gradients are posted
+ * as soon as the backward has them, so a worker done early starts the update's field chunks while
+ * the others finish; then every worker takes chunks until all are done. A failed step still posts,
+ * flagged, and every worker skips the update.
+ */
+async function stepChunked(e: EngineCore<ModelKernel>, kernel: ChunkKernel, client: ChunkExchangeClient, batch: { rows: number; data: Float32Array }, phases: StepPhases | null) {
+  let posted = false;
+  const hooks = {
+    fieldGradientsReady: () => {
+      client.postField(batch.rows, true);
+      posted = true;
+    },
+  };
+  let loss;
+  try {
+    loss = await e.computeGradients(batch.data, batch.rows, hooks);
+    if (!posted) hooks.fieldGradientsReady();
+  } catch (error) {
+    if (!posted) client.postField(batch.rows, false);
+    client.postAll();
+    throw error;
+  }
+  const start = performance.now();
+  client.postAll();
+  const weights = client.weights(phases);
+  if (!weights) return { loss, applied: false, exchangeMs: performance.now() - start };
+  client.update(kernel, weights, e.config.optimizer, phases);
+  await e.applyGradients();
+  return { loss, applied: true, exchangeMs: performance.now() - start };
 }
 
 /** A kernel that updates one shard of the layout (ZeRO-1) over the shared-memory exchange. */

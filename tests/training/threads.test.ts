@@ -48,7 +48,7 @@ describe('simd backend: data-parallel training in worker threads with a shared-m
   });
 
   it.each(['surrogate', 'none'] as const)(
-    'ZeRO-1 with 3 workers of unequal shards (%s): replicas bit-identical, moments gathered, equal to one worker',
+    'ZeRO-1 with 3 workers of unequal shards (%s, each kernel in its own memory): replicas bit-identical, moments gathered, equal to one worker',
     async (spikeGradient) => {
       const engine = { batchSize: 24, model: { dropout: 0, spikeLossWeight: 0, spikeGradient } };
       const layout = buildLayout(plan({ engine }).config.model);
@@ -56,18 +56,15 @@ describe('simd backend: data-parallel training in worker threads with a shared-m
       // The small model's shards differ in length and (surrogate) one spans the field/spiking optimiser boundary.
       expect(new Set(shards.map(([a, b]) => b - a)).size).toBeGreaterThan(1);
       if (spikeGradient === 'surrogate') expect(shards.some(([a, b]) => a < layout.fieldCount && b > layout.fieldCount)).toBe(true);
-      const one = await runCapturing(plan({ workers: 1, mode: 'single', engine }));
-      const three = await runCapturing(plan({ workers: 3, engine }));
-      expect(three.outcome.status).toBe('completed');
-      for (const replica of three.replicas.slice(1)) {
-        expect(firstBitDifference(three.replicas[0]!.parameters, replica.parameters)).toBe(-1);
-        expect(firstBitDifference(three.replicas[0]!.optimizer.m, replica.optimizer.m)).toBe(-1);
-        expect(firstBitDifference(three.replicas[0]!.optimizer.v, replica.optimizer.v)).toBe(-1);
-      }
-      expect(maxAbsDiff(one.replicas[0]!.parameters, three.replicas[0]!.parameters)).toBeLessThanOrEqual(1e-5);
-      expect(maxAbsDiff(one.replicas[0]!.optimizer.m, three.replicas[0]!.optimizer.m)).toBeLessThanOrEqual(1e-5);
-      expect(maxAbsDiff(one.replicas[0]!.optimizer.v, three.replicas[0]!.optimizer.v)).toBeLessThanOrEqual(1e-5);
-      expect(three.replicas[0]!.optimizer.fieldStep).toBe(three.outcome.step);
+      await expectThreeEqualOne(engine, false);
+    },
+  );
+
+  it.each(['surrogate', 'none'] as const)(
+    'chunked update with 3 workers in one shared memory (%s): replicas identical, equal to one worker',
+    async (spikeGradient) => {
+      const engine = { batchSize: 24, model: { dropout: 0, spikeLossWeight: 0, spikeGradient } };
+      await expectThreeEqualOne(engine, true);
     },
   );
 
@@ -96,6 +93,30 @@ describe('simd backend: data-parallel training in worker threads with a shared-m
     expect(outcome.error?.message).toContain('worker rank 1');
   });
 });
+
+/**
+ * 3 workers against one at the same global batch, through the slot exchange (each kernel its own
+ * memory, ZeRO-1) or the chunk exchange (one shared memory).
+ */
+async function expectThreeEqualOne(engine: { batchSize: number; model: Record<string, unknown> }, simdSharedMemory: boolean) {
+  const one = await runCapturing(plan({ workers: 1, mode: 'single', engine }));
+  // Which phases each rank ever timed: only the chunk exchange times 'update', only the slot exchange 'parameterShare'.
+  const timed = new Set<string>();
+  const three = await runCapturing(plan({ workers: 3, engine, simdSharedMemory, profile: true }), {
+    stepPhases: (_, phases) => phases.forEach((p) => Object.keys(p ?? {}).forEach((phase) => timed.add(phase))),
+  });
+  expect(three.outcome.status).toBe('completed');
+  for (const replica of three.replicas.slice(1)) {
+    expect(firstBitDifference(three.replicas[0]!.parameters, replica.parameters)).toBe(-1);
+    expect(firstBitDifference(three.replicas[0]!.optimizer.m, replica.optimizer.m)).toBe(-1);
+    expect(firstBitDifference(three.replicas[0]!.optimizer.v, replica.optimizer.v)).toBe(-1);
+  }
+  expect(maxAbsDiff(one.replicas[0]!.parameters, three.replicas[0]!.parameters)).toBeLessThanOrEqual(1e-5);
+  expect(maxAbsDiff(one.replicas[0]!.optimizer.m, three.replicas[0]!.optimizer.m)).toBeLessThanOrEqual(1e-5);
+  expect(maxAbsDiff(one.replicas[0]!.optimizer.v, three.replicas[0]!.optimizer.v)).toBeLessThanOrEqual(1e-5);
+  expect(three.replicas[0]!.optimizer.fieldStep).toBe(three.outcome.step);
+  expect({ update: timed.has('update'), parameterShare: timed.has('parameterShare') }).toEqual({ update: simdSharedMemory, parameterShare: !simdSharedMemory });
+}
 
 describe('the shared exchange', () => {
   it('splits the optimiser into contiguous cache-line shards that cover it once, balanced to a line', () => {

@@ -24,6 +24,11 @@ export const benchSpec: CommandSpec = {
     precision: PRECISION_OPTION,
     workers: { kind: 'string', description: 'data-parallel: comma-separated worker counts to compare at the same global batch, e.g. 1,2', placeholder: 'LIST' },
     profile: { kind: 'boolean', description: 'with --workers: where a step\'s time goes in each worker (ms per phase)' },
+    'simd-memory': {
+      kind: 'string',
+      description: "with --workers, simd: 'shared' (default: the workers' kernels share one memory and update in chunks) or 'per-worker' (each its own memory, gradients exchanged through slots)",
+      placeholder: 'shared|per-worker',
+    },
     json: JSON_OPTION,
   },
 };
@@ -100,6 +105,7 @@ async function benchWorkers({ options }: Parsed, output: Output): Promise<number
         iterations: (options.iterations as number | undefined) ?? 30,
         repeats: (options.repeats as number | undefined) ?? 3,
         profile: options.profile === true,
+        simdSharedMemory: simdMemoryFrom(options),
         onProgress: (done, total) => progress.update(done, total),
       }),
     );
@@ -129,4 +135,11 @@ async function benchWorkers({ options }: Parsed, output: Output): Promise<number
 
 function precisionFrom(options: Parsed['options']): { precision?: 'fp32' | 'mixed' } {
   return options.precision === undefined ? {} : { precision: options.precision as 'fp32' | 'mixed' };
+}
+
+function simdMemoryFrom(options: Parsed['options']): boolean {
+  const value = options['simd-memory'];
+  if (value === undefined || value === 'shared') return true;
+  if (value === 'per-worker') return false;
+  throw new UsageError(`--simd-memory must be 'shared' or 'per-worker', got '${String(value)}'`);
 }

@@ -11,11 +11,15 @@ import v8 from 'node:v8';
  */
 
 export const WASM_FILES = { plain: 'quadra-simd.wasm', relaxed: 'quadra-simd-relaxed.wasm' } as const;
+/** The same kernels built to import one shared memory (data-parallel worker threads share it). */
+const SHARED_FILES = { plain: 'quadra-simd-shared.wasm', relaxed: 'quadra-simd-relaxed-shared.wasm' } as const;
 
 export interface SimdModule {
   module: WebAssembly.Module;
   relaxed: boolean;
   file: string;
+  /** The shared-memory build of the same kernel, where it exists and validates (null: each worker keeps its own memory). */
+  shared: WebAssembly.Module | null;
 }
 
 export type SimdProbe = { available: true; module: SimdModule; reason: string } | { available: false; reason: string };
@@ -71,7 +75,7 @@ function probeUncached(): SimdProbe {
     if (relaxedWanted() && existsSync(relaxedFile)) {
       const bytes = readFileSync(relaxedFile);
       if (WebAssembly.validate(bytes)) {
-        const module: SimdModule = { module: new WebAssembly.Module(bytes), relaxed: true, file: relaxedFile };
+        const module: SimdModule = { module: new WebAssembly.Module(bytes), relaxed: true, file: relaxedFile, shared: sharedBuild(folder, SHARED_FILES.relaxed) };
         return { available: true, module, reason: 'fused Quadra Matrix kernel, WebAssembly SIMD with relaxed SIMD (f32x4.relaxed_madd)' };
       }
     }
@@ -79,13 +83,21 @@ function probeUncached(): SimdProbe {
     if (!WebAssembly.validate(bytes)) {
       return { available: false, reason: 'this JavaScript engine has no WebAssembly SIMD (128-bit) support' };
     }
-    const module: SimdModule = { module: new WebAssembly.Module(bytes), relaxed: false, file: plainFile };
+    const module: SimdModule = { module: new WebAssembly.Module(bytes), relaxed: false, file: plainFile, shared: sharedBuild(folder, SHARED_FILES.plain) };
     const why = process.env.QUADRA_SIMD_RELAXED === '0' ? 'relaxed SIMD turned off by QUADRA_SIMD_RELAXED=0' : 'relaxed SIMD not supported here';
     return { available: true, module, reason: `fused Quadra Matrix kernel, WebAssembly SIMD (${why})` };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     return { available: false, reason: `the kernel failed to load: ${message.split('\n')[0]}` };
   }
+}
+
+/** The shared-memory build beside the chosen one, or null where it is missing or this runtime has no wasm threads. */
+function sharedBuild(folder: string, file: string): WebAssembly.Module | null {
+  const full = path.join(folder, file);
+  if (!existsSync(full) || typeof SharedArrayBuffer === 'undefined') return null;
+  const bytes = readFileSync(full);
+  return WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
 }
 
 /** The widths the kernel's SIMD loops need: multiples of 4. Null when the model fits. */

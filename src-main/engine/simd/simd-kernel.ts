@@ -1,6 +1,20 @@
 import type { ModelConfig, OptimizerConfig } from '../../../src-shared/engine-config';
 import { QuadraError } from '../../../src-shared/errors';
-import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type SyncModelKernel, type OptimizerState, type StepPhase, type StepPhases } from '../kernel';
+import {
+  checkBatch,
+  checkLength,
+  lossParts,
+  type ForwardResult,
+  type GradientHooks,
+  type KernelCapabilities,
+  type KernelMemory,
+  type LossParts,
+  type SyncModelKernel,
+  type OptimizerState,
+  type StepPhase,
+  type StepPhases,
+  type UpdateChunk,
+} from '../kernel';
 import { spikeLossHost } from '../lif-host';
 import type { ParamLayout } from '../layout';
 import { Rng } from '../random';
@@ -8,9 +22,15 @@ import { probeSimd, simdModelProblem, type SimdModule } from './module';
 
 /** The exports of assembly/quadra.ts (addresses are byte offsets into the module's memory). */
 interface KernelExports {
-  memory: WebAssembly.Memory;
+  /** Absent from the shared-memory build, which imports its memory. */
+  memory?: WebAssembly.Memory;
   heapBase(): number;
   configure(fieldSize: number, hidden: number, spiking: number, steps: number, capacity: number, base: number): number;
+  configureShared(fieldSize: number, hidden: number, spiking: number, steps: number, capacity: number, sharedBase: number, ownBase: number): number;
+  sharedEnd(): number;
+  refreshTransposeRows(matrix: number, r0: number, r1: number): void;
+  trainBackwardField(rows: number): void;
+  trainBackwardSpiking(rows: number): void;
   writeConstants(): void;
   parameterCount(): number;
   fieldCount(): number;
@@ -35,7 +55,20 @@ const PAGE = 65536;
 /** wasm32's ceiling (4 GiB), minus a page: what memory.grow can reach at most. */
 const MAX_BYTES = 65535 * PAGE;
 /** Evaluation forwards run in chunks of at least this many rows, so a big validation batch needs no big memory. */
-const FORWARD_CHUNK = 256;
+export const FORWARD_CHUNK = 256;
+
+/**
+ * One worker's place in a memory shared by every worker thread's kernel (planned by
+ * shared-memory.ts): parameters, moments and Wᵀ at sharedBase, the same for all; this worker's
+ * gradients and activations at ownBase.
+ */
+export interface SimdMemoryPlacement {
+  memory: WebAssembly.Memory;
+  sharedBase: number;
+  ownBase: number;
+  /** Rows the own regions hold (no growth in a shared memory): every step's shard and every forward chunk fit. */
+  capacity: number;
+}
 
 /**
  * The Quadra Matrix model on the fused wasm SIMD kernel: one module instance per kernel with its
@@ -45,8 +78,11 @@ const FORWARD_CHUNK = 256;
  */
 export class SimdKernel implements SyncModelKernel {
   readonly backend = 'simd' as const;
-  /** Gradients live in the module's memory: the all-reduce sums into them there (allReduce). */
-  readonly capabilities = { synchronous: true, allReducesInPlace: true, shardsOptimizer: true } as const;
+  /**
+   * Gradients live in the module's memory: the all-reduce sums into them there (allReduce). In a
+   * memory shared with the other workers, they update chunks of the one parameter copy (updateChunk).
+   */
+  readonly capabilities: KernelCapabilities & { readonly synchronous: true };
   readonly model: ModelConfig;
   readonly layout: ParamLayout;
   readonly relaxed: boolean;
@@ -54,6 +90,9 @@ export class SimdKernel implements SyncModelKernel {
   spikeForward: 'heaviside' | 'smooth' = 'heaviside';
 
   #x: KernelExports;
+  #memory: WebAssembly.Memory;
+  #placement: SimdMemoryPlacement | null;
+  #ownBytes = 0;
   #capacity = 0;
   #base: number;
   #fieldStep = 0;
@@ -66,7 +105,7 @@ export class SimdKernel implements SyncModelKernel {
   #stale = 0;
   #phases: StepPhases | null = null;
 
-  constructor(model: ModelConfig, layout: ParamLayout, initialParameters: Float32Array, options: { module?: SimdModule; capacity?: number } = {}) {
+  constructor(model: ModelConfig, layout: ParamLayout, initialParameters: Float32Array, options: { module?: SimdModule; capacity?: number; placement?: SimdMemoryPlacement } = {}) {
     const problem = simdModelProblem(model);
     if (problem) throw new QuadraError('BACKEND_UNAVAILABLE', `backend 'simd': ${problem}`, { field: 'model' });
     let module = options.module;
@@ -78,9 +117,26 @@ export class SimdKernel implements SyncModelKernel {
     this.model = model;
     this.layout = layout;
     this.relaxed = module.relaxed;
-    this.#x = new WebAssembly.Instance(module.module, { env: { abort: wasmAbort } }).exports as unknown as KernelExports;
-    this.#base = this.#x.heapBase();
-    this.#configure(Math.max(1, options.capacity ?? 64));
+    const placement = options.placement ?? null;
+    this.#placement = placement;
+    this.capabilities = { synchronous: true, allReducesInPlace: true, shardsOptimizer: placement === null, sharedMemory: placement !== null };
+    if (placement) {
+      if (!module.shared) throw new QuadraError('BACKEND_UNAVAILABLE', "backend 'simd': the shared-memory build of the kernel is missing (run `npm run build:wasm`)");
+      this.#x = new WebAssembly.Instance(module.shared, { env: { memory: placement.memory, abort: wasmAbort } }).exports as unknown as KernelExports;
+      this.#memory = placement.memory;
+      this.#base = placement.ownBase;
+      const end = this.#x.configureShared(model.fieldSize, model.hiddenSize, model.spikingHiddenSize, model.spikingSteps, placement.capacity, placement.sharedBase, placement.ownBase);
+      if (end > placement.memory.buffer.byteLength || this.#x.sharedEnd() > placement.ownBase) {
+        throw new QuadraError('INTERNAL', `simd shared memory: regions up to byte ${end} do not fit the plan (${placement.memory.buffer.byteLength} bytes, own base ${placement.ownBase})`);
+      }
+      this.#capacity = placement.capacity;
+      this.#ownBytes = end - placement.ownBase;
+    } else {
+      this.#x = new WebAssembly.Instance(module.module, { env: { abort: wasmAbort } }).exports as unknown as KernelExports;
+      this.#memory = this.#x.memory!;
+      this.#base = this.#x.heapBase();
+      this.#configure(Math.max(1, options.capacity ?? 64));
+    }
     this.#x.writeConstants();
     if (this.#x.parameterCount() !== layout.total || this.#x.fieldCount() !== layout.fieldCount) {
       throw new QuadraError(
@@ -93,7 +149,8 @@ export class SimdKernel implements SyncModelKernel {
     this.#x.refreshTransposes(1);
   }
 
-  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number): LossParts {
+  /** `hooks.fieldGradientsReady` runs between the field and the spiking backward, and only for a finite loss (else no backward runs). */
+  computeGradients(batch: Float32Array, rows: number, dropoutSeed: number, hooks?: GradientHooks): LossParts {
     this.#assertAlive();
     checkBatch(batch, rows, this.model.fieldSize);
     this.#ensureCapacity(rows);
@@ -106,10 +163,18 @@ export class SimdKernel implements SyncModelKernel {
     let t = this.#phases ? performance.now() : 0;
     this.#x.trainForward(rows, Rng.deriveState(dropoutSeed, 1), Rng.deriveState(dropoutSeed, 3), threshold, keep, surrogate, this.model.spikeLossWeight, this.spikeForward === 'smooth' ? 1 : 0);
     if (this.#phases) t = this.#lap('forward', t);
-    this.#x.trainBackward(rows, surrogate);
+    const losses = this.#losses();
+    const ready = hooks?.fieldGradientsReady;
+    if (!ready) {
+      this.#x.trainBackward(rows, surrogate);
+    } else if (Number.isFinite(losses.loss)) {
+      this.#x.trainBackwardField(rows);
+      ready();
+      if (surrogate) this.#x.trainBackwardSpiking(rows);
+    }
     if (this.#phases) this.#lap('backward', t);
     this.#pending = true;
-    return this.#losses();
+    return losses;
   }
 
   readGradients(): Float32Array {
@@ -176,6 +241,26 @@ export class SimdKernel implements SyncModelKernel {
     this.#pending = true;
   }
 
+  /** The byte address of this kernel's gradients in its memory (where the other workers of a shared memory read them). */
+  gradientAddress(): number {
+    return this.#x.gradsPtr();
+  }
+
+  updateChunk(chunk: UpdateChunk, weights: readonly number[], gradientAddresses: readonly number[], opt: OptimizerConfig): void {
+    this.#assertAlive();
+    if (!this.#placement) throw new QuadraError('INTERNAL', 'updateChunk: this simd kernel is not in a shared memory');
+    const { start, end } = chunk;
+    const n = gradientAddresses.length;
+    for (let r = 0; r < n; r++) {
+      const mode = n === 1 ? 3 : r === 0 ? 0 : r === n - 1 ? 2 : 1;
+      this.#x.reduceTerm(gradientAddresses[r]!, weights[r]!, mode, start, end);
+    }
+    // A chunk lies wholly in the field or the spiking part (each has its own AdamW step count).
+    const step = start >= this.layout.fieldCount ? this.#spikeStep + 1 : this.#fieldStep + 1;
+    this.#adamw(start, end, step, opt);
+    if (chunk.matrix >= 0) this.#x.refreshTransposeRows(chunk.matrix, chunk.rows[0], chunk.rows[1]);
+  }
+
   setUpdateShard(start: number, end: number): void {
     if (start < 0 || end > this.layout.total || start > end) throw new QuadraError('INTERNAL', `setUpdateShard: [${start}, ${end}) is outside ${this.layout.total} parameters`);
     this.#shard = [start, end];
@@ -206,6 +291,13 @@ export class SimdKernel implements SyncModelKernel {
     const fieldStep = this.#fieldStep + 1;
     const updateSpike = this.model.spikeGradient === 'surrogate';
     const spikeStep = updateSpike ? this.#spikeStep + 1 : this.#spikeStep;
+    if (this.#placement) {
+      // Every chunk was reduced and updated (updateChunk, by whichever worker took it): count the step.
+      this.#fieldStep = fieldStep;
+      this.#spikeStep = spikeStep;
+      this.#pending = false;
+      return;
+    }
     const [lo, hi] = this.#shard ?? [0, this.layout.total];
     const fieldCount = this.layout.fieldCount;
     const t = this.#phases ? performance.now() : 0;
@@ -228,7 +320,7 @@ export class SimdKernel implements SyncModelKernel {
     const F = this.model.fieldSize;
     checkBatch(batch, rows, F);
     this.#refreshIfStale();
-    const chunk = Math.max(this.#capacity, FORWARD_CHUNK);
+    const chunk = this.#placement ? this.#capacity : Math.max(this.#capacity, FORWARD_CHUNK);
     const fieldOutput = new Float32Array(rows * F);
     const spikeRates = new Float32Array(rows * F);
     let squares = 0;
@@ -281,7 +373,9 @@ export class SimdKernel implements SyncModelKernel {
   }
 
   memory(): KernelMemory {
-    return { tensors: 0, bytes: this.#disposed ? 0 : this.#x.memory.buffer.byteLength };
+    if (this.#disposed) return { tensors: 0, bytes: 0 };
+    // In a shared memory: this worker's own regions (the parameters are counted once, not per worker).
+    return { tensors: 0, bytes: this.#placement ? this.#ownBytes : this.#memory.buffer.byteLength };
   }
 
   dispose(): void {
@@ -325,15 +419,17 @@ export class SimdKernel implements SyncModelKernel {
   }
 
   #results(): Float64Array {
-    return new Float64Array(this.#x.memory.buffer, this.#x.resultPtr(), 2);
+    return new Float64Array(this.#memory.buffer, this.#x.resultPtr(), 2);
   }
 
   #view(ptr: number, length: number): Float32Array {
-    return new Float32Array(this.#x.memory.buffer, ptr, length);
+    return new Float32Array(this.#memory.buffer, ptr, length);
   }
 
   #ensureCapacity(rows: number): void {
-    if (rows > this.#capacity) this.#configure(Math.ceil(rows / 64) * 64);
+    if (rows <= this.#capacity) return;
+    if (this.#placement) throw new QuadraError('INTERNAL', `simd kernel in a shared memory: ${rows} rows exceed the ${this.#capacity} it was placed for`, { rows });
+    this.#configure(Math.ceil(rows / 64) * 64);
   }
 
   /** Lays the regions out for `capacity` rows and grows the memory to fit (parameters stay put). */
@@ -347,10 +443,10 @@ export class SimdKernel implements SyncModelKernel {
         { field: 'batchSize', rows: capacity },
       );
     }
-    const have = this.#x.memory.buffer.byteLength;
+    const have = this.#memory.buffer.byteLength;
     if (end > have) {
       try {
-        this.#x.memory.grow(Math.ceil((end - have) / PAGE));
+        this.#memory.grow(Math.ceil((end - have) / PAGE));
       } catch (error) {
         throw new QuadraError('UNSUPPORTED', `backend 'simd': could not grow its memory to ${Math.ceil(end / 2 ** 20)} MiB for ${capacity} rows: ${String(error)}`, {
           rows: capacity,

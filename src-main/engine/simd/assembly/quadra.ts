@@ -94,14 +94,9 @@ function region(floats: i32): usize {
   return at;
 }
 
-/**
- * Lays out every region for widths F, H, S, T steps and up to `capacity` rows, starting at `base`
- * (a 64-byte aligned address above the module's own data). Returns the end address: JS grows the
- * memory to at least that before calling anything else. Parameters, moments and gradients come
- * first, so a later configure with a larger capacity keeps them where they are.
- */
-export function configure(fieldSize: i32, hidden: i32, spiking: i32, steps: i32, capacity: i32, base: usize): usize {
-  F = fieldSize; H = hidden; H2 = 2 * hidden; S = spiking; T = steps; CAP = capacity;
+/** Widths and the parameter offsets (floats, checkpoint order) for F, H, S and T steps. */
+function setWidths(fieldSize: i32, hidden: i32, spiking: i32, steps: i32): void {
+  F = fieldSize; H = hidden; H2 = 2 * hidden; S = spiking; T = steps;
   let o = 0;
   oW0 = o; o += H * F; oB0 = o; o += H; oG1 = o; o += H; oBe1 = o; o += H;
   oW4 = o; o += H2 * H; oB4 = o; o += H2; oG5 = o; o += H2; oBe5 = o; o += H2;
@@ -111,25 +106,42 @@ export function configure(fieldSize: i32, hidden: i32, spiking: i32, steps: i32,
   oF1w = o; o += S * F; oF1b = o; o += S; oF2w = o; o += S * S; oF2b = o; o += S;
   oF3w = o; o += F * S; oF3b = o; o += F; oTh = o; o += 1; oDe = o; o += 1;
   NP = o;
+}
 
+/**
+ * The regions every replica reads alike: parameters, Adam moments and the Wᵀ copies. With one
+ * shared memory (several worker threads) they exist once, at the same address for every worker.
+ */
+function placeShared(base: usize): usize {
   cursor = align64(base);
+  P = region(NP); MOM = region(NP); VEL = region(NP);
+  WT0 = region(F * H); WT4 = region(H * H2); WTd0 = region(H2 * H); WTd4 = region(H * F);
+  WTf1 = region(F * S); WTf2 = region(S * S); WTf3 = region(S * F);
+  return cursor;
+}
+
+/**
+ * One replica's own regions for up to `capacity` rows: gradients first (at `base` itself, where
+ * the other workers of a shared memory read them), then constants and every activation.
+ */
+function placeOwn(base: usize, capacity: i32): usize {
+  CAP = capacity;
+  cursor = align64(base);
+  G = region(NP);
   CONST = region(K_COUNT * 4);
   SHUF = region(64);
   RES = region(16);
-  P = region(NP); MOM = region(NP); VEL = region(NP); G = region(NP);
   // All-reduce scratch: a peer's gradients (copied in by JS) and the running weighted sum.
   RED = region(NP); ACC = region(NP);
-  WT0 = region(F * H); WT4 = region(H * H2); WTd0 = region(H2 * H); WTd4 = region(H * F);
-  WTf1 = region(F * S); WTf2 = region(S * S); WTf3 = region(S * F);
   IDX = region(max(S, F) + 4);
   IDX2 = region(max(S, F) + 4);
   CARRY = region(2 * S + 2 * F + 16);
   // B of the largest GEMM, packed panel-major (see packB).
   // Every B that gemm() packs: activations [rows or T·rows, width] for weight gradients, and the
   // weights W [out, in] for input gradients (and the smooth test path's dense spiking layers).
-  PACK = region(max(max(steps * capacity * max(S, F), capacity * max(H2, F)), max(max(H * H2, F * H), max(S * S, F * S))) + 16);
+  PACK = region(max(max(T * capacity * max(S, F), capacity * max(H2, F)), max(max(H * H2, F * H), max(S * S, F * S))) + 16);
   const B = capacity;
-  const TB = steps * capacity;
+  const TB = T * capacity;
   X = region(B * F); Y = region(B * F); DY = region(B * F);
   XH1 = region(B * H); GG1 = region(B * H); R1 = region(B); MK1 = region(B * H); D1 = region(B * H);
   XH2 = region(B * H2); GG2 = region(B * H2); R2 = region(B); A2 = region(B * H2);
@@ -141,6 +153,33 @@ export function configure(fieldSize: i32, hidden: i32, spiking: i32, steps: i32,
   DU3 = region(TB * F); DS2 = region(TB * S); DS1 = region(TB * S); DC1 = region(B * S);
   return cursor;
 }
+
+/**
+ * Lays out every region for widths F, H, S, T steps and up to `capacity` rows, starting at `base`
+ * (a 64-byte aligned address above the module's own data). Returns the end address: JS grows the
+ * memory to at least that before calling anything else. The shared regions and the gradients come
+ * first, so a later configure with a larger capacity keeps them where they are.
+ */
+export function configure(fieldSize: i32, hidden: i32, spiking: i32, steps: i32, capacity: i32, base: usize): usize {
+  setWidths(fieldSize, hidden, spiking, steps);
+  return placeOwn(placeShared(base), capacity);
+}
+
+let SHARED_END: usize = 0;
+
+/**
+ * configure() for one worker of a memory shared by several (the shared-memory build, whose memory
+ * is imported): parameters, moments and Wᵀ at `sharedBase` (the same for every worker), this
+ * worker's own regions at `ownBase`. Returns the end of the own regions; sharedEnd() tells where
+ * the shared ones end.
+ */
+export function configureShared(fieldSize: i32, hidden: i32, spiking: i32, steps: i32, capacity: i32, sharedBase: usize, ownBase: usize): usize {
+  setWidths(fieldSize, hidden, spiking, steps);
+  SHARED_END = placeShared(sharedBase);
+  return placeOwn(ownBase, capacity);
+}
+
+export function sharedEnd(): usize { return SHARED_END; }
 
 function put(slot: i32, v: f32): void {
   v128.store(CONST + (<usize>slot << 4), f32x4.splat(v));
@@ -401,13 +440,13 @@ function mk1x4(K: i32, a: usize, ak: usize, b: usize, lb: usize, c: usize, bias:
   v128.store(dst + 3 * ds, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7));
 }
 
-/** out[C, R] = in[R, C]ᵀ, in 4×4 blocks along 16-column strips. R and C multiples of 4. */
-function transpose(R: i32, C: i32, src: usize, dst: usize): void {
+/** out[C, R] = in[R, C]ᵀ for input rows [r0, r1), in 4×4 blocks along 16-column strips. R, C, r0, r1 multiples of 4. */
+function transpose(R: i32, C: i32, src: usize, dst: usize, r0: i32, r1: i32): void {
   const rs = <usize>C << 2;
   const ds = <usize>R << 2;
   for (let j0 = 0; j0 < C; j0 += 16) {
     const j1 = min(j0 + 16, C);
-    for (let i = 0; i < R; i += 4) {
+    for (let i = r0; i < r1; i += 4) {
       for (let j = j0; j < j1; j += 4) {
         transpose4x4(src + <usize>i * rs + (<usize>j << 2), rs, dst + <usize>j * ds + (<usize>i << 2), ds);
       }
@@ -418,14 +457,14 @@ function transpose(R: i32, C: i32, src: usize, dst: usize): void {
 /**
  * Wᵀ for a Linear weight W [N, K] (PyTorch's [out, in]) straight into packB's panel-major layout:
  * panel p holds W rows 8p..8p+7 as K×8 (packed[p][k][c] = W[8p + c, k]). N, K multiples of 4.
+ * Only the panels of rows [r0, r1) are written (r0 a multiple of 8; r1 one too, or N).
  */
-function transposePacked(N: i32, K: i32, w: usize, dst: usize): void {
+function transposePacked(N: i32, K: i32, w: usize, dst: usize, r0: i32, r1: i32): void {
   const rs = <usize>K << 2;
-  const panels = N >> 3;
   const panelBytes = <usize>K << 5;
-  for (let p = 0; p <= panels; p++) {
-    const width = p < panels ? 8 : N & 4;
-    if (width == 0) break;
+  for (let p = r0 >> 3; (p << 3) < r1; p++) {
+    // 8 rows, or 4 in a last half panel (N a multiple of 4 but not of 8).
+    const width = min(8, N - (p << 3));
     const outStride: usize = width == 8 ? 32 : 16;
     const base = dst + <usize>p * panelBytes;
     for (let half = 0; half < width; half += 4) {
@@ -437,16 +476,31 @@ function transposePacked(N: i32, K: i32, w: usize, dst: usize): void {
   }
 }
 
+/**
+ * The Wᵀ copy of weight matrix `m` for its rows [r0, r1): 0–3 the field network's Linear layers
+ * (encoder.0, encoder.4, decoder.0, decoder.4), 4–6 the spiking ones (fc1, fc2, fc3). Rows come in
+ * units of 8 for 0–4 (packed panels) and 4 for 5–6.
+ */
+export function refreshTransposeRows(m: i32, r0: i32, r1: i32): void {
+  if (m == 0) transposePacked(H, F, P + (<usize>oW0 << 2), WT0, r0, r1);
+  else if (m == 1) transposePacked(H2, H, P + (<usize>oW4 << 2), WT4, r0, r1);
+  else if (m == 2) transposePacked(H, H2, P + (<usize>oWd0 << 2), WTd0, r0, r1);
+  else if (m == 3) transposePacked(F, H, P + (<usize>oWd4 << 2), WTd4, r0, r1);
+  else if (m == 4) transposePacked(S, F, P + (<usize>oF1w << 2), WTf1, r0, r1);
+  else if (m == 5) transpose(S, S, P + (<usize>oF2w << 2), WTf2, r0, r1);
+  else if (m == 6) transpose(F, S, P + (<usize>oF3w << 2), WTf3, r0, r1);
+}
+
 /** Refreshes the Wᵀ copies: the field weights, and the spiking ones with `spiking`. */
 export function refreshTransposes(spiking: i32): void {
-  transposePacked(H, F, P + (<usize>oW0 << 2), WT0);
-  transposePacked(H2, H, P + (<usize>oW4 << 2), WT4);
-  transposePacked(H, H2, P + (<usize>oWd0 << 2), WTd0);
-  transposePacked(F, H, P + (<usize>oWd4 << 2), WTd4);
+  refreshTransposeRows(0, 0, H);
+  refreshTransposeRows(1, 0, H2);
+  refreshTransposeRows(2, 0, H);
+  refreshTransposeRows(3, 0, F);
   if (spiking) {
-    transposePacked(S, F, P + (<usize>oF1w << 2), WTf1);
-    transpose(S, S, P + (<usize>oF2w << 2), WTf2);
-    transpose(F, S, P + (<usize>oF3w << 2), WTf3);
+    refreshTransposeRows(4, 0, S);
+    refreshTransposeRows(5, 0, S);
+    refreshTransposeRows(6, 0, F);
   }
 }
 
@@ -1024,6 +1078,15 @@ export function trainForward(rows: i32, state1: u32, state3: u32, threshold: u32
 export function trainBackward(rows: i32, surrogate: i32): void {
   fieldBackward(rows);
   if (surrogate) spikingBackward(rows);
+}
+
+/** trainBackward in its two halves, so the field gradients can be handed on before the spiking backward runs. */
+export function trainBackwardField(rows: i32): void {
+  fieldBackward(rows);
+}
+
+export function trainBackwardSpiking(rows: i32): void {
+  spikingBackward(rows);
 }
 
 /** Evaluation forward (no dropout, no gradients): Y, RATES, RES[0], RES[1]. */
