@@ -112,7 +112,7 @@ async function bundleCli(out) {
 
 function copyWasm(out) {
   const wasmDir = path.join(root, 'dist', 'wasm');
-  const files = ['quadra-simd.wasm', 'quadra-simd-relaxed.wasm'];
+  const files = ['quadra-simd.wasm', 'quadra-simd-relaxed.wasm', 'quadra-simd-shared.wasm', 'quadra-simd-relaxed-shared.wasm'];
   if (!files.every((f) => existsSync(path.join(wasmDir, f)))) {
     note('dist/wasm is missing: running npm run build:wasm');
     const result = spawnSync(process.execPath, [path.join(root, 'src-main/engine/simd/build-wasm.mjs')], { cwd: root, stdio: 'inherit' });

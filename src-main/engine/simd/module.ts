@@ -5,8 +5,9 @@ import v8 from 'node:v8';
 
 /**
  * Finds, validates and compiles the fused kernel (built from assembly/quadra.ts by
- * scripts/build-wasm.mjs into dist/wasm). Two builds: plain wasm SIMD, and one with relaxed SIMD
- * (f32x4.relaxed_madd) used where the runtime validates it. Compiled once per process (and per
+ * src-main/engine/simd/build-wasm.mjs into dist/wasm). Two builds: plain wasm SIMD, and one with
+ * relaxed SIMD (f32x4.relaxed_madd) used where the runtime validates it; each also as a build that
+ * imports one shared memory (data-parallel worker threads). Compiled once per process (and per
  * worker thread, which compiles its own copy from the same bytes).
  */
 
