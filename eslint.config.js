@@ -1,6 +1,7 @@
 // Import layers of DESIGN.md §2, enforced here rather than by hope (like VS Code's code-layering rule).
 import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
+import { parse } from 'svelte/compiler';
 
 const NODE_BUILTINS = [...builtinModules, ...builtinModules.map((name) => `node:${name}`)];
 
@@ -28,6 +29,27 @@ const BROWSER_SAFE = [
   'src-main/training/{browser-worker,browser-worker-platform,message-port-channel,worker-runtime,protocol,shared-exchange,weighted-sum}.ts',
 ];
 
+/**
+ * Lints the <script> blocks of .svelte files with the TypeScript rules, import layers included
+ * (eslint-plugin-svelte is not among our dependencies). Svelte's own parser finds the blocks; the
+ * rest of the file is blanked to spaces, line breaks kept, so every message and fix points at the
+ * .svelte file's own line and column. The markup is checked by svelte-check (compiler warnings,
+ * accessibility, and with noUnusedLocals what the script declares and nothing uses).
+ */
+const svelteScripts = {
+  meta: { name: 'quadra/svelte-scripts' },
+  preprocess(text, filename) {
+    const { module, instance } = parse(text, { modern: true, filename });
+    let code = text.replace(/[^\r\n]/g, ' ');
+    for (const script of [module, instance]) {
+      if (script) code = code.slice(0, script.content.start) + text.slice(script.content.start, script.content.end) + code.slice(script.content.end);
+    }
+    return [{ text: code, filename: 'script.ts' }];
+  },
+  postprocess: (messages) => messages.flat(),
+  supportsAutofix: true,
+};
+
 const NO_ELECTRON = { name: 'electron', message: "Only src-main/electron may import 'electron' (DESIGN.md §2)." };
 
 export default tseslint.config(
@@ -36,6 +58,16 @@ export default tseslint.config(
   {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  { files: ['**/*.svelte'], processor: svelteScripts },
+  {
+    files: ['**/*.svelte/*.ts'],
+    rules: {
+      // `let { … } = $props()` is how Svelte declares props (bindable ones must be `let`).
+      'prefer-const': 'off',
+      // Imports and functions used only by the markup look unused from the script alone: svelte-check reports the truly unused.
+      '@typescript-eslint/no-unused-vars': 'off',
     },
   },
   layer(['src-shared/**'], {

@@ -1,11 +1,7 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { ChildProcess } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
-import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../src-main/engine/checkpoint';
-import { launchChromium, quadraCli, ROOT, startServe, uiSkipReason } from './helpers';
+import { quadraCli, ROOT, saveDownload, uiSkipReason, useUi } from './helpers';
 
 /**
  * The whole path a user takes, in one go: the wizard starts a 2-worker run on the sample dataset,
@@ -13,29 +9,12 @@ import { launchChromium, quadraCli, ROOT, startServe, uiSkipReason } from './hel
  * back as a new run.
  */
 const why = uiSkipReason();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-flow-'));
-const db = path.join(tmp, 'flow.sqlite');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
 
 describe.skipIf(why !== null)(`the user's path through the workstation${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    quadraCli(['datasets', 'import', path.join(ROOT, 'resources/datasets/sample-numeric.csv'), '--name', 'sample numeric'], db);
-    ({ url, child: server } = await startServe(db));
-    browser = await launchChromium();
-  }, 60_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    server?.kill('SIGINT');
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  const ui = useUi('flow', { seed: (db) => quadraCli(['datasets', 'import', path.join(ROOT, 'resources/datasets/sample-numeric.csv'), '--name', 'sample numeric'], db) });
 
   it('wizard → 2-worker run on the sample dataset → live chart → completed → export → import', async () => {
-    const page = await browser!.newPage({ acceptDownloads: true });
-    await page.goto(`${url}#train`);
-    await page.waitForSelector('.connection.open');
+    const { page, errors } = await ui.open('train');
 
     await page.check('input[name="train-source"][value="registered"]');
     await page.locator('#train-dataset').selectOption({ label: (await page.locator('#train-dataset option', { hasText: 'sample numeric' }).innerText()).trim() });
@@ -54,11 +33,10 @@ describe.skipIf(why !== null)(`the user's path through the workstation${why ? ` 
     await page.getByRole('button', { name: 'Next' }).click();
     expect(await page.locator('.review').innerText()).toContain('sample numeric');
     await page.getByRole('button', { name: 'Start training' }).click();
-    await page.waitForSelector('text=/Run \\d+ started/', { timeout: 30_000 });
 
-    // The run detail: the step counter climbs and the loss chart is drawn while it trains.
-    await page.goto(`${url}#runs`);
-    await page.locator('tbody tr', { hasText: 'acceptance' }).click();
+    // Straight to the new run's detail: the step counter climbs and the loss chart is drawn while it trains.
+    await page.waitForURL(/#runs\/\d+$/, { timeout: 30_000 });
+    await expect.poll(() => page.locator('h1').innerText()).toBe('acceptance');
     await page.locator('figure[aria-label="Loss"] canvas').waitFor();
     const step = () => page.locator('.step-counter').innerText().then((t) => Number(t.replace(/,/g, '')));
     await expect.poll(step, { timeout: 30_000 }).toBeGreaterThan(0);
@@ -67,20 +45,19 @@ describe.skipIf(why !== null)(`the user's path through the workstation${why ? ` 
     await expect.poll(() => page.locator('.status').first().innerText(), { timeout: 180_000, interval: 1000 }).toBe('completed');
 
     // Its checkpoint leaves as a file and comes back as a new run.
-    await page.goto(`${url}#checkpoints`);
+    await page.goto(`${ui.url}#checkpoints`);
     await page.locator('#checkpoint-run').waitFor({ timeout: 20_000 });
     await page.locator('#checkpoint-run').selectOption({ label: (await page.locator('#checkpoint-run option', { hasText: 'acceptance' }).innerText()).trim() });
     const rows = page.locator('table.checkpoints tbody tr');
     await expect.poll(() => rows.count(), { timeout: 20_000 }).toBeGreaterThan(0);
-    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('tr.best').getByRole('button', { name: /^Export/ }).click()]);
-    const file = path.join(tmp, download.suggestedFilename());
-    await download.saveAs(file);
-    const contents = decodeCheckpoint(new Uint8Array(readFileSync(file)), file);
+    const { file, bytes } = await saveDownload(page, () => page.locator('tr.best').getByRole('button', { name: /^Export/ }).click(), ui.tmp);
+    const contents = decodeCheckpoint(new Uint8Array(bytes), file);
     expect(contents.model).toMatchObject({ fieldSize: 100, hiddenSize: 32, spikingSteps: 4 });
     expect(contents.optimizer).not.toBeNull();
     await page.locator('#checkpoint-file').setInputFiles(file);
     await page.getByRole('button', { name: 'Import', exact: true }).click();
     await expect.poll(() => page.locator('.notice').innerText().catch(() => ''), { timeout: 20_000 }).toMatch(/as run \d+/);
+    expect(errors).toEqual([]);
     await page.close();
   }, 300_000);
 });

@@ -1,10 +1,6 @@
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { type Browser, type Download, type Page } from 'playwright-core';
-import { closeUi, launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { quadraCli, saveDownload, uiSkipReason, useUi } from './helpers';
 
 /**
  * The Benchmarks and Checkpoints views in Debian's headless Chromium against a real `quadra serve`:
@@ -12,44 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * run's checkpoints exported as .safetensors, resumed, and imported as a new run.
  */
 const why = uiSkipReason();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-bc-'));
-const db = path.join(tmp, 'ui.sqlite');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
-
-async function open(view: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser!.newPage({ acceptDownloads: true });
-  const errors: string[] = [];
-  page.on('pageerror', (error) => errors.push(error.message));
-  await page.goto(`${url}#${view}`);
-  await page.waitForSelector('.connection.open');
-  return { page, errors };
-}
-
-async function download(page: Page, click: () => Promise<void>): Promise<{ file: string; name: string }> {
-  const [event] = await Promise.all([page.waitForEvent('download'), click()]);
-  const d: Download = event;
-  const file = path.join(tmp, d.suggestedFilename());
-  await d.saveAs(file);
-  return { file, name: d.suggestedFilename() };
-}
 
 describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    execFileSync(
-      process.execPath,
-      [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'train', '--epochs', '2', '--dataset', 'synthetic:128', '--batch-size', '32', '--hidden-size', '16', '--backend', 'wasm', '--checkpoint-every', '1', '--name', 'seeded', '--db', db],
-      { cwd: ROOT, stdio: 'ignore' },
-    );
-    ({ url, child: server } = await startServe(db));
-    browser = await launchChromium();
-  }, 60_000);
-
-  afterAll(() => closeUi(browser, server, tmp));
+  const ui = useUi('bc', {
+    seed: (db) => quadraCli(['train', '--epochs', '2', '--dataset', 'synthetic:128', '--batch-size', '32', '--hidden-size', '16', '--backend', 'wasm', '--checkpoint-every', '1', '--name', 'seeded'], db),
+  });
+  const download = (page: Page, click: () => Promise<void>) => saveDownload(page, click, ui.tmp);
 
   it('runs a suite, charts it, and shows an exported file imported back beside it', async () => {
-    const { page, errors } = await open('benchmarks');
+    const { page, errors } = await ui.open('benchmarks');
     await page.getByText('No benchmark suites yet — run one above').waitFor({ timeout: 20_000 });
 
     // Only wasm, one tiny configuration.
@@ -59,7 +26,7 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
     }
     await page.fill('#suite-workers', '0');
     expect(await page.locator('#suite-workers').getAttribute('aria-invalid')).toBe('true');
-    expect(await page.locator('#suite-workers-note').innerText()).toContain('from 1 to 64');
+    expect(await page.locator('#suite-workers-error').innerText()).toContain('from 1 to 64');
     await page.fill('#suite-workers', '1');
     await page.fill('#suite-batches', '16');
     await page.fill('#suite-warmup', '1');
@@ -71,11 +38,11 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
     await expect.poll(() => rows.count(), { timeout: 60_000 }).toBe(1);
     expect(await page.locator('figure.chart canvas').isVisible()).toBe(true);
     expect(await rows.first().innerText()).toMatch(/wasm[\s\S]*×1 \(baseline\)/);
-    await expect.poll(() => page.locator('progress').count()).toBe(0);
+    await expect.poll(() => page.locator('[aria-label="Suite progress"]').count()).toBe(0);
     expect(await page.locator('section[aria-label="Machines"]').innerText()).toContain('this workstation');
 
     const json = await download(page, () => page.getByRole('button', { name: 'JSON' }).click());
-    const exported = JSON.parse(readFileSync(json.file, 'utf8')) as { format: string; results: Array<{ backend: string; fingerprint: Record<string, string> }> };
+    const exported = JSON.parse(json.bytes.toString('utf8')) as { format: string; results: Array<{ backend: string; fingerprint: Record<string, string> }> };
     expect(exported.format).toBe('quadra-benchmarks');
     expect(exported.results).toHaveLength(1);
     expect(exported.results[0]!.fingerprint.tfjs).toBeTruthy();
@@ -87,7 +54,7 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
 
     // CSV goes the same way round.
     const csv = await download(page, () => page.getByRole('button', { name: 'CSV' }).click());
-    expect(readFileSync(csv.file, 'utf8').split('\r\n')[0]).toContain('train_median');
+    expect(csv.bytes.toString('utf8').split('\r\n')[0]).toContain('train_median');
     await page.locator('input[type="file"]').setInputFiles(csv.file);
     await expect.poll(() => rows.count()).toBe(3);
 
@@ -100,7 +67,7 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
   }, 90_000);
 
   it('marks the best checkpoint, exports safetensors bytes, resumes, and imports the file as a new run', async () => {
-    const { page, errors } = await open('checkpoints');
+    const { page, errors } = await ui.open('checkpoints');
     await page.locator('#checkpoint-run').waitFor({ timeout: 20_000 });
     await page.locator('#checkpoint-run').selectOption({ label: (await page.locator('#checkpoint-run option', { hasText: 'seeded' }).innerText()).trim() });
     const rows = page.locator('table.checkpoints tbody tr');
@@ -110,7 +77,7 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
 
     const exported = await download(page, () => rows.first().getByRole('button', { name: /^Export/ }).click());
     expect(exported.name).toMatch(/^run-1-step-\d+\.safetensors$/);
-    const bytes = readFileSync(exported.file);
+    const bytes = exported.bytes;
     const headerLength = Number(bytes.readBigUInt64LE(0));
     expect(headerLength).toBeGreaterThan(2);
     const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, unknown>;
@@ -125,7 +92,7 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
     await expect.poll(() => page.locator('.notice').innerText().catch(() => ''), { timeout: 20_000 }).toContain('as run 2');
     expect(await page.locator('#checkpoint-run').inputValue()).toBe('2');
     await expect.poll(() => rows.count()).toBe(1);
-    expect(await page.locator('.error').count()).toBe(0);
+    expect(await page.locator('[role="alert"]').count()).toBe(0);
     expect(errors).toEqual([]);
     await page.close();
   }, 90_000);

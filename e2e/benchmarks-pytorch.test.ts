@@ -1,10 +1,8 @@
-import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { type Browser, type Download } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeUi, launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+import { describe, expect, it } from 'vitest';
+import { openView, ROOT, saveDownload, startServe, stopServe, uiSkipReason, useUi } from './helpers';
 
 /**
  * The Benchmarks view with PyTorch beside our backends, in Debian's headless Chromium against a
@@ -14,26 +12,13 @@ import { closeUi, launchChromium, ROOT, startServe, stopServe, uiSkipReason } fr
  */
 const why = uiSkipReason();
 const HAS_TORCH = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-bp-'));
 const screenshots = process.env.QUADRA_E2E_SCREENSHOTS;
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
 
 describe.skipIf(why !== null)(`the Benchmarks view with pytorch in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    ({ url, child: server } = await startServe(path.join(tmp, 'ui.sqlite')));
-    browser = await launchChromium();
-  }, 60_000);
-
-  afterAll(() => closeUi(browser, server, tmp));
+  const ui = useUi('bp');
 
   it.skipIf(!HAS_TORCH)(`runs pytorch beside simd and charts it with speedups${HAS_TORCH ? '' : ' (skipped: /usr/bin/python3 cannot import torch)'}`, async () => {
-    const page = await browser!.newPage({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
-    await page.goto(`${url}#benchmarks`);
-    await page.waitForSelector('.connection.open');
+    const { page, errors } = await ui.open('benchmarks');
 
     // Found: enabled, with which torch and where, and that worker counts do not apply.
     const pytorch = page.locator('.backends input[value="pytorch"]');
@@ -59,7 +44,7 @@ describe.skipIf(why !== null)(`the Benchmarks view with pytorch in Chromium${why
 
     const rows = page.locator('table.results tbody tr');
     await expect.poll(() => rows.count(), { timeout: 90_000 }).toBe(2);
-    await expect.poll(() => page.locator('progress').count(), { timeout: 30_000 }).toBe(0);
+    await expect.poll(() => page.locator('[aria-label="Suite progress"]').count(), { timeout: 30_000 }).toBe(0);
     expect(await page.locator('figure.chart canvas').isVisible()).toBe(true);
     const pytorchRow = rows.filter({ hasText: 'pytorch' });
     const simdRow = rows.filter({ hasText: 'simd' });
@@ -76,10 +61,8 @@ describe.skipIf(why !== null)(`the Benchmarks view with pytorch in Chromium${why
     expect(await simdRow.locator('td.speedup').innerText()).toMatch(/^×\d+(\.\d+)?$/);
 
     // Exported with torch's details, and read back beside this machine's results.
-    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'JSON' }).click()]);
-    const file = path.join(tmp, (download as Download).suggestedFilename());
-    await (download as Download).saveAs(file);
-    const exported = JSON.parse(readFileSync(file, 'utf8')) as { results: Array<{ backend: string; workers: number; fingerprint: Record<string, string> }> };
+    const { file, bytes } = await saveDownload(page, () => page.getByRole('button', { name: 'JSON' }).click(), ui.tmp);
+    const exported = JSON.parse(bytes.toString('utf8')) as { results: Array<{ backend: string; workers: number; fingerprint: Record<string, string> }> };
     const torchRow = exported.results.find((r) => r.backend === 'pytorch')!;
     expect(torchRow.workers).toBe(1);
     expect(Object.keys(torchRow.fingerprint)).toEqual(expect.arrayContaining(['torch', 'blas', 'threads', 'device', 'cpu', 'precision']));
@@ -96,11 +79,10 @@ describe.skipIf(why !== null)(`the Benchmarks view with pytorch in Chromium${why
   }, 150_000);
 
   it('with a Python that lacks torch ($QUADRA_PYTHON), shows pytorch unavailable with the reason', async () => {
-    const noTorch = await startServe(path.join(tmp, 'no-torch.sqlite'), { ...process.env, QUADRA_PYTHON: path.join(ROOT, 'tests/fixtures/bin/no-torch/python3') });
+    const noTorch = await startServe(path.join(ui.tmp, 'no-torch.sqlite'), { ...process.env, QUADRA_PYTHON: path.join(ROOT, 'tests/fixtures/bin/no-torch/python3') });
     try {
-      const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-      await page.goto(`${noTorch.url}#benchmarks`);
-      await page.waitForSelector('.connection.open');
+      const { page } = await ui.newPage();
+      await openView(page, noTorch.url, 'benchmarks');
       const note = page.locator('#suite-pytorch-note');
       await expect.poll(() => note.innerText(), { timeout: 30_000 }).toContain('PyTorch unavailable: no Python with PyTorch found');
       expect(await note.innerText()).toContain("ModuleNotFoundError: No module named 'torch'");

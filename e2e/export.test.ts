@@ -1,12 +1,10 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { unzipSync } from 'fflate';
-import { type Browser, type Download, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../src-main/engine/checkpoint';
-import { closeUi, launchChromium, quadraCli, ROOT, startServe, uiSkipReason } from './helpers';
+import { quadraCli, ROOT, saveDownload, uiSkipReason, useUi } from './helpers';
 
 /**
  * Checkpoints → Export as … in Debian's headless Chromium against a real `quadra serve`: each of
@@ -14,38 +12,22 @@ import { closeUi, launchChromium, quadraCli, ROOT, startServe, uiSkipReason } fr
  * torchrun folder as one .zip).
  */
 const why = uiSkipReason();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-export-'));
-const db = path.join(tmp, 'ui.sqlite');
 const shots = path.join(ROOT, 'screenshots');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
-
-async function exportAs(page: Page, format: string): Promise<{ name: string; bytes: Uint8Array }> {
-  await page.locator('label.format select').selectOption(format);
-  const [event] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: /^Export checkpoint at step/ }).first().click()]);
-  const download: Download = event;
-  const file = path.join(tmp, download.suggestedFilename());
-  await download.saveAs(file);
-  return { name: download.suggestedFilename(), bytes: new Uint8Array(readFileSync(file)) };
-}
 
 describe.skipIf(why !== null)(`exporting checkpoints from the UI${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    quadraCli(['train', '--epochs', '1', '--dataset', 'synthetic:96', '--batch-size', '32', '--hidden-size', '16', '--spiking-hidden-size', '8', '--backend', 'simd', '--name', 'to export'], db);
-    ({ url, child: server } = await startServe(db));
-    browser = await launchChromium();
-    mkdirSync(shots, { recursive: true });
-  }, 60_000);
+  const ui = useUi('export', {
+    seed: (db) => quadraCli(['train', '--epochs', '1', '--dataset', 'synthetic:96', '--batch-size', '32', '--hidden-size', '16', '--spiking-hidden-size', '8', '--backend', 'simd', '--name', 'to export'], db),
+  });
 
-  afterAll(() => closeUi(browser, server, tmp));
+  async function exportAs(page: Page, format: string): Promise<{ name: string; bytes: Uint8Array }> {
+    await page.locator('label.format select').selectOption(format);
+    const { name, bytes } = await saveDownload(page, () => page.getByRole('button', { name: /^Export checkpoint at step/ }).first().click(), ui.tmp);
+    return { name, bytes: new Uint8Array(bytes) };
+  }
 
   it('downloads safetensors, onnx, pth and the torchrun package', async () => {
-    const page = await browser!.newPage({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
-    await page.goto(`${url}#checkpoints`);
-    await page.waitForSelector('.connection.open');
+    const { page, errors } = await ui.open('checkpoints', { viewport: { width: 1280, height: 800 } });
+    mkdirSync(shots, { recursive: true });
     await page.getByRole('button', { name: /^Export checkpoint at step/ }).first().waitFor({ timeout: 20_000 });
 
     const safetensors = await exportAs(page, 'safetensors');

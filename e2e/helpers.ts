@@ -1,7 +1,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
 
 /** Shared by the browser tests: a real `quadra serve` and Debian's headless Chromium (never a downloaded browser). */
 export const ROOT = path.resolve(__dirname, '..');
@@ -38,7 +40,6 @@ export async function stopServe(server: ChildProcess | null): Promise<void> {
   await exited;
 }
 
-/** `extraArgs`: more switches, e.g. the ones that give headless Chromium a WebGPU adapter. */
 /** A UI test's teardown: the browser, then its `quadra serve`, then its temporary folder. */
 export async function closeUi(browser: Browser | null, server: ChildProcess | null, folder: string): Promise<void> {
   await browser?.close();
@@ -46,6 +47,7 @@ export async function closeUi(browser: Browser | null, server: ChildProcess | nu
   rmSync(folder, { recursive: true, force: true });
 }
 
+/** `extraArgs`: more switches, e.g. the ones that give headless Chromium a WebGPU adapter. */
 export function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -53,9 +55,91 @@ export function launchChromium(extraArgs: readonly string[] = []): Promise<Brows
   });
 }
 
-/** Runs a `quadra` command against a database, e.g. to seed runs. */
-export function quadraCli(args: string[], db: string): void {
-  execFileSync(process.execPath, [QUADRA, ...args, '--db', db], { cwd: ROOT, stdio: 'ignore' });
+/** Runs a `quadra` command against a database, e.g. to seed runs; resolves with what it printed. */
+export function quadraCli(args: string[], db: string): string {
+  return execFileSync(process.execPath, [QUADRA, ...args, '--db', db], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+/** Opens `view` of the workstation at `url` in `page` and waits until the page is connected. */
+export async function openView(page: Page, url: string, view: string): Promise<void> {
+  await page.goto(`${url}#${view}`);
+  await page.waitForSelector('.connection.open');
+}
+
+/** A page whose uncaught exceptions are collected in `errors` (a UI test ends expecting none). */
+export interface WatchedPage {
+  page: Page;
+  errors: string[];
+}
+
+/** One UI test file's `quadra serve` on a database of its own, and the Chromium that drives it. */
+export interface UiSession {
+  readonly url: string;
+  readonly browser: Browser;
+  /** The test's temporary folder (downloads, files to upload), removed after its tests. */
+  readonly tmp: string;
+  /** The server's database, e.g. for `quadraCli` or to read what a test did. */
+  readonly db: string;
+  /** A new page (1280 × 900, downloads accepted unless `options` say otherwise). */
+  newPage(options?: BrowserContextOptions): Promise<WatchedPage>;
+  /** A new page on `view`, connected. */
+  open(view: string, options?: BrowserContextOptions): Promise<WatchedPage>;
+}
+
+/**
+ * Starts a UI test file's server and browser before its tests (`seed` first fills the database,
+ * e.g. with runs trained by the CLI) and stops them after. Call it inside the file's describe.
+ */
+export function useUi(name: string, options: { seed?: (db: string) => void; env?: NodeJS.ProcessEnv } = {}): UiSession {
+  let tmp = '';
+  let url = '';
+  let server: ChildProcess | null = null;
+  let browser: Browser | null = null;
+  beforeAll(async () => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), `quadra-${name}-`));
+    options.seed?.(path.join(tmp, 'ui.sqlite'));
+    ({ url, child: server } = await startServe(path.join(tmp, 'ui.sqlite'), options.env));
+    browser = await launchChromium();
+  }, 60_000);
+  // SIGINT: serve cancels a run still training (keeping its checkpoint) and exits.
+  afterAll(() => closeUi(browser, server, tmp), 30_000);
+
+  const session: UiSession = {
+    get url() {
+      return url;
+    },
+    get browser() {
+      if (!browser) throw new Error('the UI session has not started (useUi belongs inside the describe)');
+      return browser;
+    },
+    get tmp() {
+      return tmp;
+    },
+    get db() {
+      return path.join(tmp, 'ui.sqlite');
+    },
+    async newPage(pageOptions = {}) {
+      const page = await session.browser.newPage({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, ...pageOptions });
+      const errors: string[] = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      return { page, errors };
+    },
+    async open(view, pageOptions) {
+      const watched = await session.newPage(pageOptions);
+      await openView(watched.page, url, view);
+      return watched;
+    },
+  };
+  return session;
+}
+
+/** Clicks what starts a download, saves the file into `folder`, and resolves with where it went and its bytes. */
+export async function saveDownload(page: Page, click: () => Promise<void>, folder: string): Promise<{ file: string; name: string; bytes: Buffer }> {
+  const [download] = await Promise.all([page.waitForEvent('download'), click()]);
+  const name = download.suggestedFilename();
+  const file = path.join(folder, name);
+  await download.saveAs(file);
+  return { file, name, bytes: readFileSync(file) };
 }
 
 /** Starts a run in the page's own server, over a second WebSocket like the app's client uses. */

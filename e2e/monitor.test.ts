@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
-import { launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
 
 /**
  * The Monitor view in Debian's headless Chromium against two real `quadra serve`s: one with the
@@ -72,7 +72,7 @@ describe.skipIf(why !== null)(`the Monitor view in Chromium${why ? ` (skipped: $
 
   afterAll(async () => {
     await browser?.close();
-    for (const server of servers) server.kill('SIGINT');
+    await Promise.all(servers.map(stopServe));
     rmSync(tmp, { recursive: true, force: true });
   });
 

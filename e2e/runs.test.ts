@@ -1,10 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { type Browser, type Page } from 'playwright-core';
-import { launchChromium, quadraCli, startRun, startServe, uiSkipReason } from './helpers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { quadraCli, startRun, uiSkipReason, useUi } from './helpers';
 
 /**
  * The Runs view in Debian's headless Chromium against a real `quadra serve`: a run's detail, the
@@ -12,40 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * Needs /usr/bin/chromium and the built renderer (npm run build).
  */
 const why = uiSkipReason();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-runs-ui-'));
-const db = path.join(tmp, 'runs.sqlite');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
-
-function quadra(args: string[]): void {
-  quadraCli(args, db);
-}
-
-async function openRuns(): Promise<Page> {
-  const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-  await page.goto(`${url}#runs`);
-  await page.waitForSelector('.connection.open');
-  return page;
-}
-
+const COMMON = ['--dataset', 'synthetic:256', '--batch-size', '32', '--hidden-size', '16', '--backend', 'wasm'];
 
 describe.skipIf(why !== null)(`the Runs view in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    const common = ['--dataset', 'synthetic:256', '--batch-size', '32', '--hidden-size', '16', '--backend', 'wasm'];
-    quadra(['train', '--epochs', '1', '--name', 'alpha', ...common]);
-    quadra(['train', '--epochs', '2', '--name', 'beta', '--spike-gradient', 'none', ...common]);
-    ({ url, child: server } = await startServe(db));
-    browser = await launchChromium();
-  }, 60_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    // SIGINT: serve cancels a run still training (keeping its checkpoint) and exits.
-    server?.kill('SIGINT');
-    if (server && server.exitCode === null) await new Promise((resolve) => server!.once('exit', resolve));
-    rmSync(tmp, { recursive: true, force: true });
-  }, 30_000);
+  const ui = useUi('runs-ui', {
+    seed: (db) => {
+      quadraCli(['train', '--epochs', '1', '--name', 'alpha', ...COMMON], db);
+      quadraCli(['train', '--epochs', '2', '--name', 'beta', '--spike-gradient', 'none', ...COMMON], db);
+    },
+  });
+  const openRuns = async (): Promise<Page> => (await ui.open('runs')).page;
 
   it("opens a run's detail by click and by keyboard: loss chart, config, checkpoints", async () => {
     const page = await openRuns();
@@ -118,7 +90,7 @@ describe.skipIf(why !== null)(`the Runs view in Chromium${why ? ` (skipped: ${wh
     expect(await page.locator('section[aria-label="Workers"] tbody tr').count()).toBe(1);
 
     await page.getByRole('button', { name: 'Cancel' }).click();
-    await expect.poll(() => page.locator('.detail-header .status').innerText(), { timeout: 20_000 }).toBe('cancelled');
+    await expect.poll(() => page.locator('.view-header .status').innerText(), { timeout: 20_000 }).toBe('cancelled');
     expect(await page.getByRole('button', { name: 'Pause' }).isDisabled()).toBe(true);
     await page.close();
   }, 60_000);

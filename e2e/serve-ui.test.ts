@@ -1,42 +1,17 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import type { Browser } from 'playwright-core';
-import { launchChromium, quadraCli, startServe, uiSkipReason } from './helpers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { quadraCli, uiSkipReason, useUi } from './helpers';
 
 /**
  * The UI in Debian's headless Chromium against a real `quadra serve` on a temporary database.
  * Needs /usr/bin/chromium (.ci/run installs it) and the built renderer (npm test builds it first).
  */
 const why = uiSkipReason();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-ui-'));
-const db = path.join(tmp, 'ui.sqlite');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
-
-function quadra(args: string[]): void {
-  quadraCli(args, db);
-}
 
 describe.skipIf(why !== null)(`the workstation UI in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    ({ url, child: server } = await startServe(db));
-    browser = await launchChromium();
-  }, 60_000);
-
-  afterAll(async () => {
-    await browser?.close();
-    server?.kill('SIGINT');
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  const ui = useUi('ui');
 
   it('shows the hardware, each backend with its reason, and the recommendation', async () => {
-    const page = await browser!.newPage();
-    await page.goto(`${url}#hardware`);
-    await page.waitForSelector('.connection.open');
+    const { page } = await ui.open('hardware');
     await expect.poll(() => page.locator('.backends li').count(), { timeout: 20_000 }).toBe(6);
     // No GPU device here: webgpu says so (and 'auto' never starts Dawn for nothing).
     const webgpu = page.locator('.backends li', { has: page.locator('.id', { hasText: /^webgpu$/ }) });
@@ -53,12 +28,10 @@ describe.skipIf(why !== null)(`the workstation UI in Chromium${why ? ` (skipped:
   });
 
   it('lists runs with an empty state first, then sortable rows', async () => {
-    const page = await browser!.newPage();
-    await page.goto(`${url}#runs`);
-    await page.waitForSelector('.connection.open');
+    const { page } = await ui.open('runs');
     await expect.poll(() => page.locator('.empty').innerText(), { timeout: 20_000 }).toContain('No runs yet');
-    quadra(['train', '--epochs', '1', '--dataset', 'synthetic:128', '--batch-size', '32', '--name', 'alpha', '--hidden-size', '16', '--backend', 'wasm']);
-    quadra(['train', '--epochs', '2', '--dataset', 'synthetic:128', '--batch-size', '32', '--name', 'beta', '--hidden-size', '16', '--backend', 'wasm']);
+    quadraCli(['train', '--epochs', '1', '--dataset', 'synthetic:128', '--batch-size', '32', '--name', 'alpha', '--hidden-size', '16', '--backend', 'wasm'], ui.db);
+    quadraCli(['train', '--epochs', '2', '--dataset', 'synthetic:128', '--batch-size', '32', '--name', 'beta', '--hidden-size', '16', '--backend', 'wasm'], ui.db);
     // Keyboard: focus Refresh and press Enter.
     await page.getByRole('button', { name: 'Refresh' }).focus();
     await page.keyboard.press('Enter');

@@ -1,34 +1,12 @@
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { type Browser, type Page } from 'playwright-core';
-import { closeUi, launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { quadraCli, uiSkipReason, useUi } from './helpers';
 
 /**
  * The training wizard in Debian's headless Chromium against a real `quadra serve` on a temporary
  * database: field validation, a file checked by the workstation, and a tiny run started for real.
  */
 const why = uiSkipReason();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-train-ui-'));
-const db = path.join(tmp, 'train.sqlite');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
-
-function runsInStore(): Array<{ id: number; name: string; status: string; backend: string; mode: string }> {
-  const out = execFileSync(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'runs', 'list', '--json', '--db', db], { cwd: ROOT, encoding: 'utf8' });
-  return JSON.parse(out) as ReturnType<typeof runsInStore>;
-}
-
-async function openWizard(): Promise<Page> {
-  const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-  await page.goto(`${url}#train`);
-  await page.waitForSelector('.connection.open');
-  await page.waitForSelector('h2#train-step-title');
-  return page;
-}
 
 /** The ids an input's aria-describedby names must be the elements that say what is wrong with it. */
 async function describedText(page: Page, selector: string): Promise<string> {
@@ -38,12 +16,17 @@ async function describedText(page: Page, selector: string): Promise<string> {
 }
 
 describe.skipIf(why !== null)(`the training wizard in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    ({ url, child: server } = await startServe(db));
-    browser = await launchChromium();
-  }, 60_000);
+  const ui = useUi('train-ui');
 
-  afterAll(() => closeUi(browser, server, tmp));
+  function runsInStore(): Array<{ id: number; name: string; status: string; backend: string; mode: string }> {
+    return JSON.parse(quadraCli(['runs', 'list', '--json'], ui.db)) as ReturnType<typeof runsInStore>;
+  }
+
+  async function openWizard(): Promise<Page> {
+    const { page } = await ui.open('train');
+    await page.waitForSelector('h2#train-step-title');
+    return page;
+  }
 
   it('shows the row and column of a bad CSV, and offers the width of a good one as the field size', async () => {
     const page = await openWizard();
@@ -107,9 +90,11 @@ describe.skipIf(why !== null)(`the training wizard in Chromium${why ? ` (skipped
     expect(review).toContain('synthetic:256');
     expect(review).toContain('wasm');
     await page.getByRole('button', { name: 'Start training' }).click();
-    await page.waitForSelector('text=/Run \\d+ started/', { timeout: 30_000 });
-    const runId = Number(/Run (\d+) started/.exec(await page.locator('.started').innerText())![1]);
-    expect(await page.getAttribute('a[href="#runs"]', 'href')).toBe('#runs');
+    // Straight to the run's live view.
+    await page.waitForURL(/#runs\/\d+$/, { timeout: 30_000 });
+    const runId = Number(/#runs\/(\d+)$/.exec(page.url())![1]);
+    await expect.poll(() => page.locator('h1').innerText()).toBe('wizard e2e');
+    await page.locator('.step-counter').waitFor();
 
     const run = runsInStore().find((r) => r.id === runId);
     expect(run).toMatchObject({ name: 'wizard e2e', backend: 'wasm', mode: 'single' });

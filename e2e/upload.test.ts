@@ -1,11 +1,9 @@
-import { type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { serializeNpy } from '../src-main/data/npy';
-import { closeUi, launchChromium, ROOT, startServe, uiSkipReason } from './helpers';
+import { openView, ROOT, uiSkipReason, useUi, type UiSession, type WatchedPage } from './helpers';
 
 /**
  * Files from the browser go to `quadra serve` by `POST /upload`, not inside a WebSocket message:
@@ -14,22 +12,16 @@ import { closeUi, launchChromium, ROOT, startServe, uiSkipReason } from './helpe
  * DevTools protocol so that the bar is seen; screenshots land in screenshots/ (git-ignored).
  */
 const why = uiSkipReason();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-upload-ui-'));
 const SHOTS = path.join(ROOT, 'screenshots');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
 
-async function open(view: string, uploadBytesPerSecond: number): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-  const errors: string[] = [];
-  page.on('pageerror', (error) => errors.push(error.message));
-  const cdp = await page.context().newCDPSession(page);
+/** A page on `view` whose uploads are held to `uploadBytesPerSecond`. */
+async function openThrottled(ui: UiSession, view: string, uploadBytesPerSecond: number): Promise<WatchedPage> {
+  const watched = await ui.newPage();
+  const cdp = await watched.page.context().newCDPSession(watched.page);
   await cdp.send('Network.enable');
   await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: uploadBytesPerSecond });
-  await page.goto(`${url}#${view}`);
-  await page.waitForSelector('.connection.open');
-  return { page, errors };
+  await openView(watched.page, ui.url, view);
+  return watched;
 }
 
 /** Waits for the bar to be part-way, checks what it says, and keeps a screenshot of it. */
@@ -50,19 +42,14 @@ async function expectProgress(page: Page, totalText: string, shot: string): Prom
 }
 
 describe.skipIf(why !== null)(`uploads from the page${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    ({ url, child: server } = await startServe(path.join(tmp, 'upload.sqlite')));
-    browser = await launchChromium();
-  }, 60_000);
-
-  afterAll(() => closeUi(browser, server, tmp));
+  const ui = useUi('upload-ui');
 
   it('checks a 40 MiB dataset (over the WebSocket message limit) with upload progress shown', async () => {
     const rows = 104_858;
     const values = new Float32Array(rows * 100).map((_, i) => (i % 97) / 97);
-    const file = path.join(tmp, 'big.npy');
+    const file = path.join(ui.tmp, 'big.npy');
     writeFileSync(file, serializeNpy(values, [rows, 100]));
-    const { page, errors } = await open('train', 8 * 1024 * 1024);
+    const { page, errors } = await openThrottled(ui, 'train', 8 * 1024 * 1024);
     await page.getByLabel('Import a file').check();
     await page.setInputFiles('#train-file', file);
     await expectProgress(page, '40.0 MiB', 'upload-train.png');
@@ -75,7 +62,7 @@ describe.skipIf(why !== null)(`uploads from the page${why ? ` (skipped: ${why})`
   it('imports a checkpoint with upload progress shown', async () => {
     const checkpoint = path.join(ROOT, 'tests/fixtures/pytorch/default.safetensors');
     const size = readFileSync(checkpoint).length;
-    const { page, errors } = await open('checkpoints', 256 * 1024);
+    const { page, errors } = await openThrottled(ui, 'checkpoints', 256 * 1024);
     await page.locator('#checkpoint-file').setInputFiles(checkpoint);
     await page.getByRole('button', { name: 'Import', exact: true }).click();
     await expectProgress(page, `${(size / 1024 / 1024).toFixed(1)} MiB`, 'upload-checkpoint.png');

@@ -1,11 +1,8 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openStore } from '../src-main/store/database';
-import { closeUi, launchChromium, quadraCli, ROOT, startServe, uiSkipReason } from './helpers';
+import { quadraCli, ROOT, uiSkipReason, useUi } from './helpers';
 
 /**
  * Checkpoints → "Train from this" in Debian's headless Chromium against a real `quadra serve`: the
@@ -13,34 +10,16 @@ import { closeUi, launchChromium, quadraCli, ROOT, startServe, uiSkipReason } fr
  * warm start. An imported run offers no Resume, only a warm start.
  */
 const why = uiSkipReason();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-warm-'));
-const db = path.join(tmp, 'ui.sqlite');
 const shots = path.join(ROOT, 'screenshots');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
-
-async function open(view: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-  const errors: string[] = [];
-  page.on('pageerror', (error) => errors.push(error.message));
-  await page.goto(`${url}#${view}`);
-  await page.waitForSelector('.connection.open');
-  return { page, errors };
-}
 
 describe.skipIf(why !== null)(`warm starts from the Checkpoints view in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    quadraCli(['train', '--epochs', '1', '--dataset', 'synthetic:128', '--batch-size', '32', '--hidden-size', '16', '--spiking-hidden-size', '8', '--backend', 'simd', '--name', 'seeded'], db);
-    ({ url, child: server } = await startServe(db));
-    browser = await launchChromium();
-    mkdirSync(shots, { recursive: true });
-  }, 60_000);
-
-  afterAll(() => closeUi(browser, server, tmp));
+  const ui = useUi('warm', {
+    seed: (db) => quadraCli(['train', '--epochs', '1', '--dataset', 'synthetic:128', '--batch-size', '32', '--hidden-size', '16', '--spiking-hidden-size', '8', '--backend', 'simd', '--name', 'seeded'], db),
+  });
 
   it('opens the wizard on the checkpoint, model sizes fixed, and starts a run from its weights', async () => {
-    const { page, errors } = await open('checkpoints');
+    const { page, errors } = await ui.open('checkpoints');
+    mkdirSync(shots, { recursive: true });
     const train = page.getByRole('button', { name: /Train a new run from the checkpoint at step/ }).first();
     await train.waitFor({ timeout: 20_000 });
     await train.click();
@@ -57,11 +36,11 @@ describe.skipIf(why !== null)(`warm starts from the Checkpoints view in Chromium
     await page.getByLabel(/Reset the optimizer/).check();
     for (let i = 0; i < 3; i++) await page.getByRole('button', { name: 'Next' }).click();
     await page.getByRole('button', { name: 'Start training' }).click();
-    await page.getByText(/Run \d+ started/).waitFor({ timeout: 30_000 });
+    await page.waitForURL(/#runs\/\d+$/, { timeout: 30_000 });
     expect(errors).toEqual([]);
     await page.close();
 
-    const store = openStore(db, { readonly: true });
+    const store = openStore(ui.db, { readonly: true });
     try {
       const newest = store.runs.list({ limit: 1 })[0]!;
       expect(newest.config).toMatchObject({ engine: { model: { hiddenSize: 16, spikingHiddenSize: 8 } }, initFrom: { resetOptimizer: true } });

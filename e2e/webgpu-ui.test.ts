@@ -1,10 +1,7 @@
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { type Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeUi, launchChromium, ROOT, startRun, startServe, uiSkipReason } from './helpers';
+import { describe, expect, it } from 'vitest';
+import { ROOT, startRun, uiSkipReason, useUi } from './helpers';
 
 /**
  * A mixed-precision webgpu run as the UI shows it, against a real `quadra serve` whose workers use
@@ -13,27 +10,14 @@ import { closeUi, launchChromium, ROOT, startRun, startServe, uiSkipReason } fro
  */
 const SWIFTSHADER = '/usr/lib/chromium/vk_swiftshader_icd.json';
 const why = uiSkipReason() ?? (existsSync(SWIFTSHADER) ? null : `no SwiftShader Vulkan driver at ${SWIFTSHADER}`);
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'quadra-webgpu-ui-'));
 const shots = path.join(ROOT, 'screenshots');
-let server: ChildProcess | null = null;
-let browser: Browser | null = null;
-let url = '';
 
 describe.skipIf(why !== null)(`a webgpu run in the UI${why ? ` (skipped: ${why})` : ''}`, () => {
-  beforeAll(async () => {
-    ({ url, child: server } = await startServe(path.join(tmp, 'ui.sqlite'), { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER }));
-    browser = await launchChromium();
-    mkdirSync(shots, { recursive: true });
-  }, 60_000);
-
-  afterAll(() => closeUi(browser, server, tmp));
+  const ui = useUi('webgpu-ui', { env: { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? SWIFTSHADER } });
 
   it('shows our GPU workers in the Monitor, and GPU memory and the loss scale in the run', async () => {
-    const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
-    await page.goto(`${url}#monitor`);
-    await page.waitForSelector('.connection.open');
+    const { page, errors } = await ui.open('monitor');
+    mkdirSync(shots, { recursive: true });
     const { runId } = await startRun(page, {
       name: 'mixed on webgpu',
       mode: 'single',
@@ -47,13 +31,13 @@ describe.skipIf(why !== null)(`a webgpu run in the UI${why ? ` (skipped: ${why})
     expect(await ours.first().innerText()).toMatch(new RegExp(`${runId}\\s+0\\s+\\d+\\s+webgpu\\s+[\\d.]+ (KiB|MiB)`));
     await page.screenshot({ path: path.join(shots, 'monitor-webgpu.png') });
 
-    await page.goto(`${url}#runs`);
+    await page.goto(`${ui.url}#runs`);
     await page.locator(`tbody tr[data-run-id="${runId}"]`).click();
     await expect.poll(() => page.locator('dt', { hasText: 'Loss scale' }).count(), { timeout: 30_000 }).toBe(1);
     expect(await page.locator('section[aria-label="Workers"] thead').innerText()).toContain('GPU memory');
     await page.screenshot({ path: path.join(shots, 'run-webgpu-mixed.png') });
     await page.getByRole('button', { name: 'Cancel' }).click();
-    await expect.poll(() => page.locator('.detail-header .status').innerText(), { timeout: 30_000 }).toBe('cancelled');
+    await expect.poll(() => page.locator('.view-header .status').innerText(), { timeout: 30_000 }).toBe('cancelled');
     expect(errors).toEqual([]);
     await page.close();
   }, 120_000);

@@ -1,3 +1,5 @@
+// The shared stylesheet first: components' own rules come after it and win.
+import './styles/controls.css';
 import { mount } from 'svelte';
 import App from './App.svelte';
 

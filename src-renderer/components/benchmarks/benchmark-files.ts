@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { BENCHMARK_BACKENDS } from '../../../src-shared/benchmarks';
 import { SPIKE_GRADIENTS } from '../../../src-shared/engine-config';
 import type { BenchmarkResultRecord } from '../../../src-shared/records';
+import { errorMessage } from '../../lib/errors';
 
 /**
  * Benchmark results as files, so results measured on different machines can be compared side by
@@ -90,7 +91,7 @@ function parseJson(fileName: string, text: string): BenchmarkFile {
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new Error(`${fileName}: not valid JSON (${error instanceof Error ? error.message : String(error)})`, { cause: error });
+    throw new Error(`${fileName}: not valid JSON (${errorMessage(error)})`, { cause: error });
   }
   const checked = jsonFile.safeParse(raw);
   if (!checked.success) {

@@ -2,13 +2,12 @@ import type { ApiRequest, WorkstationEvents } from '../../../src-shared/api';
 import { suiteConfigurations } from '../../../src-shared/benchmarks';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord } from '../../../src-shared/records';
 import type { ApiClient } from '../../lib/api';
-import { Loadable } from '../../lib/state/loadable.svelte';
+import { errorMessage } from '../../lib/errors';
+import { KeyedLoadable, Loadable } from '../../lib/state/loadable.svelte';
 import type { BenchmarkFile } from './benchmark-files';
 import { compareConfigurations, machineOf, spreadOf, type Metric, type ResultRow, type ResultSource } from './results';
 
 export type SuiteProgress = WorkstationEvents['onDidProgressBenchmark'];
-
-const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /**
  * The Benchmarks view's state: the suites in the store, the selected suite's results, results
@@ -17,10 +16,8 @@ const message = (error: unknown) => (error instanceof Error ? error.message : St
  */
 export class BenchmarksState {
   readonly suites: Loadable<BenchmarkSuiteRecord[]>;
-  selectedSuiteId = $state<number | null>(null);
-  results = $state.raw<BenchmarkResultRecord[] | null>(null);
-  resultsError = $state<string | null>(null);
-  resultsLoading = $state(false);
+  /** The selected suite (its id is the key) and its results. */
+  readonly results: KeyedLoadable<number, BenchmarkResultRecord[]>;
   imported = $state.raw<ResultSource[]>([]);
   metric = $state<Metric>('train');
   #baselineKey = $state<string | null>(null);
@@ -33,7 +30,6 @@ export class BenchmarksState {
   finishedNote = $state<string | null>(null);
 
   #api: ApiClient;
-  #resultsRequest = 0;
   #importCount = 0;
   /** Progress that arrived before runBenchmarkSuite answered with the suite's id. */
   #latest = new Map<number, SuiteProgress>();
@@ -41,6 +37,11 @@ export class BenchmarksState {
   constructor(api: ApiClient) {
     this.#api = api;
     this.suites = new Loadable(() => api.call('listBenchmarkSuites', {}));
+    this.results = new KeyedLoadable((suiteId) => api.call('getBenchmarkResults', { suiteId }));
+  }
+
+  get selectedSuiteId(): number | null {
+    return this.results.key;
   }
 
   get selectedSuite(): BenchmarkSuiteRecord | null {
@@ -49,9 +50,10 @@ export class BenchmarksState {
 
   readonly localSource = $derived.by((): ResultSource | null => {
     const suite = this.selectedSuite;
-    if (!suite || !this.results || this.results.length === 0) return null;
-    const fingerprint = this.results[0]!.fingerprint;
-    return { id: `local:${suite.id}`, kind: 'local', label: `${suite.name} (this machine)`, shortLabel: 'This machine', suiteName: suite.name, machine: machineOf(fingerprint), fingerprint, results: this.results };
+    const results = this.results.value;
+    if (!suite || !results || results.length === 0) return null;
+    const fingerprint = results[0]!.fingerprint;
+    return { id: `local:${suite.id}`, kind: 'local', label: `${suite.name} (this machine)`, shortLabel: 'This machine', suiteName: suite.name, machine: machineOf(fingerprint), fingerprint, results };
   });
 
   readonly sources = $derived<ResultSource[]>(this.localSource ? [this.localSource, ...this.imported] : this.imported);
@@ -85,21 +87,8 @@ export class BenchmarksState {
   }
 
   /** Shows a suite's results; `quiet` reloads them without the loading state (a running suite). */
-  async selectSuite(suiteId: number | null, quiet = false): Promise<void> {
-    if (suiteId !== this.selectedSuiteId) this.results = null;
-    this.selectedSuiteId = suiteId;
-    const request = ++this.#resultsRequest;
-    this.resultsError = null;
-    if (suiteId === null) return;
-    if (!quiet) this.resultsLoading = true;
-    try {
-      const results = await this.#api.call('getBenchmarkResults', { suiteId });
-      if (request === this.#resultsRequest) this.results = results;
-    } catch (error) {
-      if (request === this.#resultsRequest) this.resultsError = message(error);
-    } finally {
-      if (request === this.#resultsRequest) this.resultsLoading = false;
-    }
+  selectSuite(suiteId: number | null, quiet = false): Promise<void> {
+    return this.results.select(suiteId, quiet);
   }
 
   async run(request: ApiRequest<'runBenchmarkSuite'>): Promise<void> {
@@ -114,7 +103,7 @@ export class BenchmarksState {
       // The new suite is shown at once; its results fill in as each configuration finishes.
       await this.refresh(suiteId);
     } catch (error) {
-      this.runError = message(error);
+      this.runError = errorMessage(error);
     } finally {
       this.starting = false;
     }
@@ -131,7 +120,7 @@ export class BenchmarksState {
       }
       this.progress = null;
       void this.refresh(progress.suiteId).then(() => {
-        const produced = this.selectedSuiteId === progress.suiteId ? (this.results?.length ?? 0) : progress.total;
+        const produced = this.selectedSuiteId === progress.suiteId ? (this.results.value?.length ?? 0) : progress.total;
         const failed = progress.total - produced;
         this.finishedNote = failed > 0 ? `${failed} of ${progress.total} configurations failed to run and have no result (see the server's log).` : null;
       });

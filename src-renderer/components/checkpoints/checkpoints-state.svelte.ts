@@ -1,7 +1,8 @@
 import type { CheckpointRecord, RunRecord } from '../../../src-shared/records';
 import type { ApiClient } from '../../lib/api';
+import { errorMessage } from '../../lib/errors';
 import { formatBytes } from '../../lib/format';
-import { Loadable } from '../../lib/state/loadable.svelte';
+import { KeyedLoadable, Loadable } from '../../lib/state/loadable.svelte';
 
 /** What the last action did, said once above the table. */
 export interface Notice {
@@ -9,11 +10,6 @@ export interface Notice {
   text: string;
   runId: number;
 }
-
-/** Statuses in which a run is owned by a live process: it cannot be resumed now. */
-export const LIVE_STATUSES: ReadonlySet<RunRecord['status']> = new Set(['queued', 'running', 'paused']);
-
-const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 /** The exported bytes as a Uint8Array backed by its own ArrayBuffer (what Blob wants). */
 function bytesOf(value: unknown): Uint8Array<ArrayBuffer> {
@@ -27,10 +23,8 @@ function bytesOf(value: unknown): Uint8Array<ArrayBuffer> {
  */
 export class CheckpointsState {
   readonly runs: Loadable<RunRecord[]>;
-  selectedRunId = $state<number | null>(null);
-  checkpoints = $state.raw<CheckpointRecord[] | null>(null);
-  checkpointsError = $state<string | null>(null);
-  checkpointsLoading = $state(false);
+  /** The chosen run (its id is the key) and its checkpoints, oldest first. */
+  readonly checkpoints: KeyedLoadable<number, CheckpointRecord[]>;
   /** Where the export goes: our safetensors, the original project's .pth, ONNX, or a torchrun package (.zip). */
   format = $state<'safetensors' | 'pth' | 'onnx' | 'torchrun'>('safetensors');
   /** Export as half precision (about half the size; weights only lose precision): safetensors and onnx. */
@@ -43,11 +37,15 @@ export class CheckpointsState {
   notice = $state.raw<Notice | null>(null);
 
   #api: ApiClient;
-  #request = 0;
 
   constructor(api: ApiClient) {
     this.#api = api;
     this.runs = new Loadable(() => api.call('listRuns', {}));
+    this.checkpoints = new KeyedLoadable((runId) => api.call('listCheckpoints', { runId }));
+  }
+
+  get selectedRunId(): number | null {
+    return this.checkpoints.key;
   }
 
   get selectedRun(): RunRecord | null {
@@ -62,23 +60,9 @@ export class CheckpointsState {
     await this.selectRun(runs.find((r) => r.id === wanted)?.id ?? runs[0]?.id ?? null);
   }
 
-  async selectRun(runId: number | null, quiet = false): Promise<void> {
-    if (runId !== this.selectedRunId) {
-      this.selectedRunId = runId;
-      this.checkpoints = null;
-    }
-    const request = ++this.#request;
-    this.checkpointsError = null;
-    if (runId === null) return;
-    if (!quiet) this.checkpointsLoading = true;
-    try {
-      const checkpoints = await this.#api.call('listCheckpoints', { runId });
-      if (request === this.#request) this.checkpoints = checkpoints;
-    } catch (error) {
-      if (request === this.#request) this.checkpointsError = message(error);
-    } finally {
-      if (request === this.#request) this.checkpointsLoading = false;
-    }
+  /** Shows a run's checkpoints; `quiet` reloads them without the loading state (a live run). */
+  selectRun(runId: number | null, quiet = false): Promise<void> {
+    return this.checkpoints.select(runId, quiet);
   }
 
   /** Fetches the checkpoint in the chosen format; the caller saves it. Null after an error. */
@@ -130,7 +114,7 @@ export class CheckpointsState {
     try {
       return await action();
     } catch (error) {
-      this.actionError = message(error);
+      this.actionError = errorMessage(error);
       return null;
     } finally {
       this.busy = null;

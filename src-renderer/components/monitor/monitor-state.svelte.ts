@@ -1,5 +1,6 @@
 import type { MonitorSample } from '../../../src-shared/monitor';
 import type { ApiClient, ConnectionState } from '../../lib/api';
+import { errorMessage } from '../../lib/errors';
 import { HISTORY_MS, appendSample, historyOf, isMonitorSample } from './monitor-history';
 
 /** Five minutes at the fastest interval setMonitoring allows (250 ms). */
@@ -56,7 +57,7 @@ export class MonitorState {
     try {
       await api.call('setMonitoring', { enabled: true });
     } catch (error) {
-      if (this.#api === api) this.#callError = messageOf(error);
+      if (this.#api === api) this.#callError = errorMessage(error);
     }
   }
 
@@ -67,7 +68,7 @@ export class MonitorState {
     try {
       await api.call('setMonitoring', { enabled: false });
     } catch (error) {
-      if (this.#api === api) this.#callError = messageOf(error);
+      if (this.#api === api) this.#callError = errorMessage(error);
       return;
     }
     await this.enable();
@@ -81,8 +82,4 @@ export class MonitorState {
     this.#sampleError = null;
     this.#samples = appendSample(this.#samples, payload, MAX_SAMPLES);
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,34 +1,10 @@
 import type { ChartConfiguration, ChartType } from 'chart.js';
-
-/** A point of a curve: x is the training step. */
-export interface ChartPoint {
-  x: number;
-  y: number;
-}
-
-export interface Curve {
-  label: string;
-  color: string;
-  points: readonly ChartPoint[];
-  dashed?: boolean;
-}
-
-/** One colour per compared run, distinct on the dark background (2–5 runs). */
-export const RUN_COLORS = ['#5aa9ff', '#f5a524', '#4cc38a', '#e879f9', '#f87171'] as const;
-export const TRAIN_COLOR = '#5aa9ff';
-export const VALIDATION_COLOR = '#f5a524';
-export const THROUGHPUT_COLOR = '#4cc38a';
-
-/** Canvas text can't use CSS variables: read the theme App.svelte defines, with its values as fallbacks. */
-function theme(): { text: string; muted: string; grid: string; surface: string } {
-  const style = typeof document === 'undefined' ? null : getComputedStyle(document.documentElement);
-  const read = (name: string, fallback: string) => style?.getPropertyValue(name).trim() || fallback;
-  return { text: read('--text', '#e6e9ee'), muted: read('--muted', '#8b95a3'), grid: read('--border', '#2a3038'), surface: read('--surface', '#171b21') };
-}
+import { chartTheme } from '../../lib/chart-theme';
+import type { ChartPoint, Curve } from './curves';
 
 /** A line chart of curves over steps, themed for the dark UI; ready for the Chart component. */
 export function lineChart(curves: readonly Curve[], options: { yTitle: string; logScale?: boolean; legend?: boolean; yFormat?: (value: number) => string }): ChartConfiguration<ChartType> {
-  const t = theme();
+  const t = chartTheme();
   const ticks = { color: t.muted, font: { size: 11 } };
   const config: ChartConfiguration<'line', ChartPoint[]> = {
     type: 'line',

@@ -1,6 +1,7 @@
-import type { MetricPoint, RunRecord } from '../../../src-shared/records';
+import type { RunRecord } from '../../../src-shared/records';
 import type { ApiClient } from '../../lib/api';
-import { RUN_COLORS, type ChartPoint } from './chart-options';
+import { errorMessage } from '../../lib/errors';
+import { curveOf, RUN_COLORS, type ChartPoint } from './curves';
 import { MAX_POINTS } from './run-detail-state.svelte';
 import { differingSettings } from './run-settings';
 
@@ -15,13 +16,6 @@ export interface ComparedRun {
 
 /** Refreshes at most this often while compared runs change (each epoch of a live run). */
 const RELOAD_MS = 1000;
-
-function curve(points: readonly MetricPoint[], pick: (point: MetricPoint) => number | null): ChartPoint[] {
-  return points.flatMap((point) => {
-    const y = pick(point);
-    return y === null || !Number.isFinite(y) || point.step <= 0 ? [] : [{ x: point.step, y }];
-  });
-}
 
 /** 2–5 runs side by side: their curves, one colour each, and the settings in which they differ. */
 export class RunCompareState {
@@ -84,12 +78,12 @@ export class RunCompareState {
         run,
         label: names.indexOf(run.name) !== names.lastIndexOf(run.name) ? `${run.name} (#${run.id})` : run.name,
         color: RUN_COLORS[index % RUN_COLORS.length]!,
-        trainLoss: curve(points, (p) => p.trainLoss),
-        validationLoss: curve(points, (p) => p.validationLoss),
+        trainLoss: curveOf(points, (p) => p.trainLoss),
+        validationLoss: curveOf(points, (p) => p.validationLoss),
       }));
       this.#error = null;
     } catch (error) {
-      if (!quiet) this.#error = error instanceof Error ? error.message : String(error);
+      if (!quiet) this.#error = errorMessage(error);
     } finally {
       this.#loading = false;
     }

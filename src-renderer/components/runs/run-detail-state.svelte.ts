@@ -1,10 +1,12 @@
-import type { WorkstationEvents } from '../../../src-shared/api';
+import type { RunControlAction, RunProgress } from '../../../src-shared/api';
 import type { CheckpointRecord, MetricPoint, RunRecord, RunStatus } from '../../../src-shared/records';
 import type { ApiClient } from '../../lib/api';
-import type { ChartPoint } from './chart-options';
+import { errorMessage } from '../../lib/errors';
+import { isLiveStatus } from '../../lib/run-status';
+import type { ChartPoint } from './curves';
 
-export type RunProgress = WorkstationEvents['onDidProgress'];
-export type ControlAction = 'pause' | 'resume' | 'cancel';
+export type { RunProgress };
+export type ControlAction = RunControlAction;
 
 /** Points asked of the server; it averages longer runs down to this many. */
 export const MAX_POINTS = 2000;
@@ -17,23 +19,6 @@ const POLL_MS = 2000;
  * from queued to running or is paused: while live, its record is re-read this often anyway.
  */
 const RECORD_REFRESH_MS = 5000;
-
-const LIVE_STATUSES: readonly RunStatus[] = ['queued', 'running', 'paused'];
-
-export function isLiveStatus(status: RunStatus): boolean {
-  return LIVE_STATUSES.includes(status);
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-interface Sample {
-  step: number;
-  trainLoss: number | null;
-  validationLoss: number | null;
-  samplesPerSec: number | null;
-}
 
 /** Adds y at step x, or replaces the last point when it is at the same step (a later, fuller reading). */
 function upsert(series: ChartPoint[], x: number, y: number | null): void {
@@ -84,6 +69,44 @@ export class RunDetailState {
   readonly live = $derived(this.#run !== null && isLiveStatus(this.#run.status));
   /** The latest progress says so while it trains; otherwise the stored status. */
   readonly paused = $derived(this.live && (this.#progress ? this.#progress.paused : this.#run?.status === 'paused'));
+  /** The status to show: a live run's latest progress knows it is paused before its record does. */
+  readonly status = $derived<RunStatus | null>(this.paused ? 'paused' : (this.#run?.status ?? null));
+
+  // What the run's facts show: the live progress while it trains, else the newest curve point,
+  // else the stored summary (a run trained elsewhere, or one that has stopped).
+  /** The latest progress while the run is live; none once it stopped (its workers are gone). */
+  readonly liveProgress = $derived(this.live ? this.#progress : null);
+  readonly plannedEpochs = $derived.by(() => {
+    const config = this.#run?.config as { epochs?: unknown } | null | undefined;
+    return typeof config?.epochs === 'number' ? config.epochs : null;
+  });
+  /** "epoch 3/10 · step 12/40" while it trains (epochs count from 1 in progress), else "10/10 epochs". */
+  readonly epochText = $derived.by(() => {
+    const progress = this.liveProgress;
+    const planned = this.plannedEpochs ? `/${this.plannedEpochs}` : '';
+    if (progress) return `epoch ${progress.epoch}${planned} · step ${progress.stepInEpoch}/${progress.stepsPerEpoch}`;
+    const epochs = this.#run?.summary.epochs ?? 0;
+    return epochs > 0 ? `${epochs}${planned} epochs` : '';
+  });
+  readonly bestValidationLoss = $derived(
+    this.#run?.summary.bestValidationLoss ?? this.#validationLoss.reduce<number | null>((best, p) => (best === null || p.y < best ? p.y : best), null),
+  );
+  readonly lastTrainLoss = $derived(this.liveProgress?.trainLoss ?? this.#trainLoss.at(-1)?.y ?? this.#run?.summary.lastTrainLoss ?? null);
+  readonly samplesPerSec = $derived(this.liveProgress?.samplesPerSec ?? this.#throughput.at(-1)?.y ?? this.#run?.summary.samplesPerSec ?? null);
+  /** While it trains the summary has no duration yet: counted from the start, anew with each progress event. */
+  readonly durationS = $derived.by(() => {
+    const run = this.#run;
+    if (!run) return null;
+    if (run.summary.durationS !== null || !this.live || !run.startedAt) return run.summary.durationS;
+    void this.#progress;
+    return Math.max(0, (Date.now() - Date.parse(run.startedAt)) / 1000);
+  });
+  /** An imported checkpoint's run has no mode or workers of its own: where it came from instead. */
+  readonly importedFrom = $derived.by(() => {
+    const config = this.#run?.config as { importedFrom?: unknown; origin?: unknown } | null | undefined;
+    if (!config || typeof config.importedFrom !== 'string') return null;
+    return `${config.importedFrom}${typeof config.origin === 'string' ? ` (${config.origin})` : ''}`;
+  });
 
   constructor(api: ApiClient, runId: number) {
     this.#api = api;
@@ -173,7 +196,7 @@ export class RunDetailState {
       this.#step = Math.max(this.#lastStep, detail.run.summary.steps);
       this.#error = null;
     } catch (error) {
-      if (!quiet) this.#error = message(error);
+      if (!quiet) this.#error = errorMessage(error);
     } finally {
       const held = this.#held ?? [];
       this.#held = null;
@@ -190,7 +213,7 @@ export class RunDetailState {
       const run = await this.#api.call('controlRun', { runId: this.runId, action });
       if (!this.#disposed) this.#run = run;
     } catch (error) {
-      this.#controlError = `Could not ${action} the run: ${message(error)}`;
+      this.#controlError = `Could not ${action} the run: ${errorMessage(error)}`;
     } finally {
       this.#controlPending = null;
     }
@@ -253,16 +276,15 @@ export class RunDetailState {
     }
   }
 
-  #add(sample: Sample | MetricPoint): void {
-    const { step } = sample;
+  /** A stored point or a progress event (which is one): both extend the curves the same way. */
+  #add(point: MetricPoint): void {
+    const { step } = point;
     // Step 0 is before any training, and an older step is a late duplicate.
     if (step <= 0 || step < this.#lastStep) return;
-    upsert(this.#train, step, sample.trainLoss);
-    upsert(this.#validation, step, sample.validationLoss);
-    upsert(this.#rate, step, sample.samplesPerSec);
-    const scale = 'lossScale' in sample ? sample.lossScale : undefined;
-    const skipped = 'skippedSteps' in sample ? sample.skippedSteps : undefined;
-    if (typeof scale === 'number' && typeof skipped === 'number') this.#scaler = { scale, skippedSteps: skipped };
+    upsert(this.#train, step, point.trainLoss);
+    upsert(this.#validation, step, point.validationLoss);
+    upsert(this.#rate, step, point.samplesPerSec);
+    if (point.lossScale !== undefined && point.skippedSteps !== undefined) this.#scaler = { scale: point.lossScale, skippedSteps: point.skippedSteps };
     this.#lastStep = step;
     // A long live run would grow without bound: let the server average it down again.
     if (this.#train.length > 2 * MAX_POINTS && !this.#held) void this.load(true);

@@ -6,6 +6,7 @@ import { RUN_MODES, type DatasetRecord, type RunMode } from '../../../src-shared
 import { MAX_SYNTHETIC_ROWS } from '../../../src-shared/run-config';
 import type { ApiClient, UploadedFile } from '../../lib/api';
 import { Loadable } from '../../lib/state/loadable.svelte';
+import { errorMessage } from '../../lib/errors';
 import { fieldError } from './field-rules';
 
 export const STEPS = [
@@ -243,6 +244,14 @@ export class TrainWizard {
   readonly stepValid = $derived(this.stepProblems.map((problem) => problem === null));
   readonly currentStep = $derived(STEPS[this.step]!.id);
   readonly allValid = $derived(this.stepValid.every(Boolean));
+  /** Why Next (or, on the review, Start) is disabled: the first problem in the way, or null. */
+  readonly blockedBy = $derived(
+    this.currentStep === 'review'
+      ? this.allValid
+        ? null
+        : 'an earlier step has a problem — open it from the steps above'
+      : (this.stepProblems[this.step] ?? null),
+  );
 
   /** A step can be opened when every step before it is valid and it has been reached (or is next). */
   canVisit(index: number): boolean {
@@ -307,7 +316,7 @@ export class TrainWizard {
       if (this.importName === '') this.importName = file.name;
     } catch (error) {
       if (check !== this.#fileCheck) return;
-      this.fileError = error instanceof Error ? error.message : String(error);
+      this.fileError = errorMessage(error);
     } finally {
       if (check === this.#fileCheck) this.checkingFile = null;
     }
@@ -366,9 +375,9 @@ export class TrainWizard {
     };
   }
 
-  /** Imports the chosen file if there is one, then starts the run. */
-  async start(): Promise<void> {
-    if (!this.allValid || this.starting) return;
+  /** Imports the chosen file if there is one, then starts the run; resolves with its id, or null when it did not start. */
+  async start(): Promise<number | null> {
+    if (!this.allValid || this.starting) return null;
     this.startError = null;
     try {
       let dataset: ApiRequest<'startRun'>['dataset'];
@@ -389,8 +398,10 @@ export class TrainWizard {
       this.starting = 'Starting the run…';
       const { runId } = await this.#api.call('startRun', this.request(dataset));
       this.startedRunId = runId;
+      return runId;
     } catch (error) {
-      this.startError = error instanceof Error ? error.message : String(error);
+      this.startError = errorMessage(error);
+      return null;
     } finally {
       this.starting = null;
     }

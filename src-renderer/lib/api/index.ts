@@ -10,5 +10,6 @@ export function createClient(): ApiClient {
 }
 
 export { ApiError, type ApiClient, type ConnectionState, type UploadedFile, type UploadProgressListener } from './client';
+export { provideApi, useApi } from './context';
 export { uploads, type Uploads } from './uploads.svelte';
 export type { UploadState } from './ws-client';
