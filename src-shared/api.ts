@@ -4,6 +4,7 @@ import { SPIKE_GRADIENTS } from './engine-config';
 import { QuadraError, toErrorData, type ErrorData } from './errors';
 import type { HardwareInfo } from './hardware';
 import type { MonitorSample } from './monitor';
+import type { RunProgress } from './progress';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from './records';
 import { StartRunSchema } from './run-config';
 
@@ -15,6 +16,15 @@ import { StartRunSchema } from './run-config';
  */
 
 const id = z.number().int().min(1);
+
+/** What controlRun asks of a live run. */
+export const RUN_CONTROL_ACTIONS = ['pause', 'resume', 'cancel'] as const;
+export type RunControlAction = (typeof RUN_CONTROL_ACTIONS)[number];
+
+/** The monitor intervals a client may ask for, and the one it gets when it names none. */
+export const MIN_MONITOR_INTERVAL_MS = 250;
+export const MAX_MONITOR_INTERVAL_MS = 10_000;
+export const DEFAULT_MONITOR_INTERVAL_MS = 1000;
 const bytes = z.instanceof(Uint8Array);
 /** An opaque id from serve mode's `POST /upload`; the server alone knows where its file lies. */
 export const UPLOAD_ID_PATTERN = /^[0-9a-f]{32}$/;
@@ -42,7 +52,11 @@ export const API_REQUESTS = {
   listRuns: z.object({ limit: z.number().int().min(1).max(100_000).optional() }),
   getRun: z.object({ runId: id }),
   getMetrics: z.object({ runId: id, fromStep: z.number().int().min(0).optional(), toStep: z.number().int().min(0).optional(), maxPoints: z.number().int().min(10).max(100_000).optional() }),
-  controlRun: z.object({ runId: id, action: z.enum(['pause', 'resume', 'cancel']) }),
+  /**
+   * A run trained by another process (`quadra train`, another workstation) gets the request through
+   * the database and applies it within a second; refused for a run that is not live anywhere.
+   */
+  controlRun: z.object({ runId: id, action: z.enum(RUN_CONTROL_ACTIONS) }),
   resumeRun: z.object({ runId: id, fromCheckpointId: id.optional() }),
   listCheckpoints: z.object({ runId: id }),
   /** torchrun comes back as one .zip of its folder. */
@@ -66,7 +80,8 @@ export const API_REQUESTS = {
   getPytorchAvailability: z.object({}),
   listBenchmarkSuites: z.object({}),
   getBenchmarkResults: z.object({ suiteId: id }),
-  setMonitoring: z.object({ enabled: z.boolean(), intervalMs: z.number().int().min(250).max(10_000).optional() }),
+  /** For the calling client only (a browser tab, an app window): each has its own switch and interval (default 1000 ms). */
+  setMonitoring: z.object({ enabled: z.boolean(), intervalMs: z.number().int().min(MIN_MONITOR_INTERVAL_MS).max(MAX_MONITOR_INTERVAL_MS).optional() }),
 } as const;
 
 export type ApiMethod = keyof typeof API_REQUESTS;
@@ -116,26 +131,41 @@ export interface WorkstationApi {
   getPytorchAvailability(request: ApiRequest<'getPytorchAvailability'>): Promise<PytorchAvailability>;
   listBenchmarkSuites(request: ApiRequest<'listBenchmarkSuites'>): Promise<BenchmarkSuiteRecord[]>;
   getBenchmarkResults(request: ApiRequest<'getBenchmarkResults'>): Promise<BenchmarkResultRecord[]>;
-  setMonitoring(request: ApiRequest<'setMonitoring'>): Promise<{ enabled: boolean }>;
+  /** Whether this client now receives samples, and at what interval (null when it does not). */
+  setMonitoring(request: ApiRequest<'setMonitoring'>): Promise<{ enabled: boolean; intervalMs: number | null }>;
 }
 
 /** Compile-time check that the schema table and the interface list the same methods. */
 type SameKeys<A, B> = [Exclude<keyof A, keyof B>, Exclude<keyof B, keyof A>] extends [never, never] ? true : never;
 export const API_METHODS_MATCH: SameKeys<WorkstationApi, typeof API_REQUESTS> = true;
 
-/** Events pushed to every client, named like VS Code's onDidX. Payloads are plain data. */
+/** Events pushed to clients, named like VS Code's onDidX. Payloads are plain data. */
 export interface WorkstationEvents {
-  /** Live training progress, 2–10 a second per running run. */
-  onDidProgress: { runId: number; step: number; epoch: number; stepInEpoch: number; stepsPerEpoch: number; trainLoss: number | null; validationLoss: number | null; samplesPerSec: number | null; paused: boolean; workers: Array<{ rank: number; pid: number | undefined; rssBytes: number | null; tensors: number | null; tensorBytes: number | null; gpuBytes: number | null }>; lossScale: number | null; skippedSteps: number | null };
+  /** Live training progress, 2–10 a second per running run (see RunProgress). */
+  onDidProgress: RunProgress;
   /** A run changed status or summary. */
   onDidChangeRun: RunRecord;
-  /** One monitor tick. */
+  /** One monitor tick: only to the clients that turned monitoring on, each at its own interval. */
   onDidSampleMonitor: MonitorSample;
   /** `error` names why the configuration in `label` failed (it is then left out of the results). */
   onDidProgressBenchmark: { suiteId: number; done: number; total: number; label: string; error?: string };
 }
 
+export type { RunProgress, WorkerProgress } from './progress';
+
 export type ApiEvent = keyof WorkstationEvents;
+
+/**
+ * The client a call came from (a WebSocket session, an app window), as the server end knows it: for
+ * what the workstation keeps per client (monitoring). Transports make one per client and pass it
+ * to dispatchCall; the renderer never sees it.
+ */
+export interface ApiCaller {
+  /** Sends an event to this client alone. */
+  send<E extends ApiEvent>(event: E, payload: WorkstationEvents[E]): void;
+  /** Calls `listener` once when the client goes away (socket closed, window closed or reloaded); at once if it already has. */
+  onDidDisconnect(listener: () => void): void;
+}
 
 /** Results cross process boundaries as data; the UI shows `error.message`. */
 export type ApiResult<T> = { ok: true; value: T } | { ok: false; error: ErrorData };
@@ -159,17 +189,18 @@ export function isApiMethod(name: string): name is ApiMethod {
 /**
  * The one request handler of both ends (Electron IPC and serve mode's WebSocket): an unknown
  * method or a bad request is INVALID_ARGUMENT, anything the handler throws comes back as data.
- * Never rejects, whatever `method` and `request` are.
+ * `caller` goes to the handler as its second argument. Never rejects, whatever `method` and
+ * `request` are.
  */
-export async function dispatchCall(api: WorkstationApi, method: unknown, request: unknown): Promise<ApiResult<unknown>> {
+export async function dispatchCall(api: WorkstationApi, method: unknown, request: unknown, caller?: ApiCaller): Promise<ApiResult<unknown>> {
   try {
     if (typeof method !== 'string' || !isApiMethod(method)) {
       const shown = typeof method === 'string' ? method.slice(0, 100) : typeof method;
       throw new QuadraError('INVALID_ARGUMENT', `unknown method '${shown}'`);
     }
     const valid = validateRequest(method, request);
-    const handler = api[method] as (request: unknown) => Promise<unknown>;
-    return { ok: true, value: await handler.call(api, valid) };
+    const handler = api[method] as (request: unknown, caller?: ApiCaller) => Promise<unknown>;
+    return { ok: true, value: await handler.call(api, valid, caller) };
   } catch (error) {
     return { ok: false, error: toErrorData(error) };
   }

@@ -7,6 +7,7 @@
 //   bin/node, bin/quadra          this machine's Node binary and a wrapper running the CLI bundle
 //   dist/cli/quadra.mjs           the whole `quadra` CLI (entry.ts), esbuild-bundled: no tsx, no node_modules
 //   dist/cli/worker-main.mjs      the training worker; transport.ts finds it next to the CLI bundle
+//   dist/cli/offload-main.mjs     serve mode's offload thread (checkpoint, dataset and metrics work)
 //   dist/wasm/*.wasm              the simd kernel (simd/module.ts looks in <bundle>/../wasm)
 //   package.json                  name, version, "type": "module" (versions.ts reads ../../package.json)
 //   node_modules/webgpu/          index.js + dist/linux-x64/dawn.node only (kept external: native)
@@ -107,6 +108,8 @@ async function bundleCli(out) {
   await Promise.all([
     build({ ...common, entryPoints: ['src-main/cli/entry.ts'], outfile: path.join(out, 'dist/cli/quadra.mjs') }),
     build({ ...common, entryPoints: ['src-main/training/worker-main.ts'], outfile: path.join(out, 'dist/cli/worker-main.mjs') }),
+    // quadra serve's offload thread (services/offload/offload.ts finds it next to the CLI bundle).
+    build({ ...common, entryPoints: ['src-main/services/offload/offload-main.ts'], outfile: path.join(out, 'dist/cli/offload-main.mjs') }),
   ]);
 }
 

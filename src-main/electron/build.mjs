@@ -1,5 +1,5 @@
-// Bundles the Electron main process, the preloads, the training worker and the page webgpu workers
-// run in into dist/electron. Native and wasm-loading packages stay external: electron-builder ships
+// Bundles the Electron main process, the preloads, the training worker, the offload thread and the
+// page webgpu workers run in into dist/electron. Native and wasm-loading packages stay external: electron-builder ships
 // them (asar-unpacked).
 import { build } from 'esbuild';
 import { copyFile, mkdir } from 'node:fs/promises';
@@ -11,10 +11,12 @@ const external = ['electron', 'better-sqlite3', '@tensorflow/*', 'ws', 'bufferut
 const common = { bundle: true, platform: 'node', target: 'node20', absWorkingDir: root, external, logLevel: 'warning', sourcemap: true };
 
 await mkdir(new URL('../../dist/electron/', import.meta.url), { recursive: true });
-const [, , , , gpuWorker] = await Promise.all([
+const [, , , , , gpuWorker] = await Promise.all([
   // ESM so import.meta.url locates the renderer and the worker next to the bundle.
   build({ ...common, entryPoints: ['src-main/electron/main.ts'], outfile: 'dist/electron/main.mjs', format: 'esm' }),
   build({ ...common, entryPoints: ['src-main/training/worker-main.ts'], outfile: 'dist/electron/worker-main.mjs', format: 'esm' }),
+  // The main process's worker thread for checkpoint, dataset and metrics work (services/offload).
+  build({ ...common, entryPoints: ['src-main/services/offload/offload-main.ts'], outfile: 'dist/electron/offload-main.mjs', format: 'esm' }),
   // Sandboxed preloads are plain CommonJS with only 'electron' available.
   build({ ...common, entryPoints: ['src-main/electron/preload.ts'], outfile: 'dist/electron/preload.cjs', format: 'cjs' }),
   build({ ...common, entryPoints: ['src-main/electron/gpu-worker-preload.ts'], outfile: 'dist/electron/gpu-worker-preload.cjs', format: 'cjs' }),

@@ -1,14 +1,24 @@
 import { ipcMain, type IpcMainInvokeEvent, type WebContents } from 'electron';
-import { dispatchCall, type ApiEvent, type ApiResult, type WorkstationApi, type WorkstationEvents } from '../../src-shared/api';
+import { dispatchCall, type ApiCaller, type ApiEvent, type ApiResult, type WorkstationApi, type WorkstationEvents } from '../../src-shared/api';
 import { IPC_EVENT, IPC_INVOKE } from '../../src-shared/ipc';
 import { QuadraError, toErrorData } from '../../src-shared/errors';
 
 /**
  * The main-process end of the contract: one handler for every WorkstationApi method, reached only
  * from our own renderer frame; validation, dispatch and errors-as-data are the shared
- * dispatchCall, the same as serve mode's WebSocket.
+ * dispatchCall, the same as serve mode's WebSocket. Each window is one client (its page's
+ * lifetime: a reload or navigation starts a new one), for what the workstation keeps per client.
  */
 export function registerApi(api: WorkstationApi, isOurFrame: (url: string) => boolean): () => void {
+  const callers = new Map<number, ApiCaller>();
+  const callerOf = (contents: WebContents): ApiCaller => {
+    let caller = callers.get(contents.id);
+    if (!caller) {
+      caller = pageCaller(contents, () => callers.delete(contents.id));
+      callers.set(contents.id, caller);
+    }
+    return caller;
+  };
   const handle = async (event: IpcMainInvokeEvent, method: unknown, request: unknown): Promise<ApiResult<unknown>> => {
     let frameUrl = '';
     try {
@@ -17,10 +27,37 @@ export function registerApi(api: WorkstationApi, isOurFrame: (url: string) => bo
       // A frame gone since it sent the request: refused below like any other.
     }
     if (!isOurFrame(frameUrl)) return { ok: false, error: toErrorData(new QuadraError('UNSUPPORTED', `refused a request from ${frameUrl || 'an unknown frame'}`)) };
-    return dispatchCall(api, method, request);
+    return dispatchCall(api, method, request, callerOf(event.sender));
   };
   ipcMain.handle(IPC_INVOKE, handle);
   return () => ipcMain.removeHandler(IPC_INVOKE);
+}
+
+/** The page now shown in `contents`, as a client: events to it alone, and its end (closed, reloaded or navigated away). */
+function pageCaller(contents: WebContents, forget: () => void): ApiCaller {
+  const listeners = new Set<() => void>();
+  let gone = false;
+  const end = () => {
+    if (gone) return;
+    gone = true;
+    contents.off('destroyed', end);
+    contents.off('did-navigate', end);
+    forget();
+    for (const listener of listeners) listener();
+    listeners.clear();
+  };
+  contents.once('destroyed', end);
+  // A reload is a new page, which asks again for what it wants.
+  contents.once('did-navigate', end);
+  return {
+    send: (event, payload) => {
+      if (!gone && !contents.isDestroyed()) contents.send(IPC_EVENT, event, payload);
+    },
+    onDidDisconnect: (listener) => {
+      if (gone) queueMicrotask(listener);
+      else listeners.add(listener);
+    },
+  };
 }
 
 /** Pushes an event to every window of ours. */

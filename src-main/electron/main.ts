@@ -43,7 +43,7 @@ if (!app.requestSingleInstanceLock()) {
 }
 
 async function start(): Promise<void> {
-  const { store, service } = createWorkstation({
+  const { service, close } = createWorkstation({
     // build.mjs bundles the training worker and the webgpu worker's page next to this file. webgpu
     // trains in hidden windows: Electron's V8 memory cage blocks dawn.node's readback.
     transport: withBackendTransports(utilityTransport(path.join(here, 'worker-main.mjs')), { webgpu: rendererTransport(path.join(here, 'gpu-worker.html')) }),
@@ -72,11 +72,9 @@ async function start(): Promise<void> {
     if (stopping) return;
     event.preventDefault();
     stopping = true;
-    // Running trainings stop after their current step and keep a checkpoint.
-    void service.shutdown().finally(() => {
-      store.close();
-      app.quit();
-    });
+    // Running trainings stop after their current step and keep a checkpoint; then the offload
+    // thread ends and the database closes.
+    void close().finally(() => app.quit());
   });
 }
 

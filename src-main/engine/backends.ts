@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -98,12 +99,18 @@ export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSitua
   });
 }
 
-/** What each backend would do on this machine, without changing the active one (for `quadra hardware`). */
+/**
+ * What each backend would do on this machine, without changing the active one (`quadra hardware`,
+ * the app's hardware report). libtensorflow is never loaded here: whether tfjs-node(-gpu) loads is
+ * asked of a short-lived child process (probeNativeInChild), as each training worker is its own
+ * process. The caller (Electron's main process) keeps no CUDA context, and a library that crashes
+ * on load takes only the child down.
+ */
 export async function probeBackends(gpu: GpuSituation, model?: ModelWidths): Promise<BackendStatus[]> {
   allowGpuMemoryGrowth();
   const active = tf.getBackend();
   const statuses: BackendStatus[] = [];
-  for (const id of BACKEND_IDS) statuses.push(await tryBackend(id, gpu, model));
+  for (const id of BACKEND_IDS) statuses.push(await tryBackend(id, gpu, model, false, true));
   if (active && tf.getBackend() !== active) await tf.setBackend(active);
   return statuses;
 }
@@ -117,16 +124,16 @@ export function formatBackendReport(report: BackendStatus[]): string[] {
   return report.map((r) => `${r.id}: ${r.reason}`);
 }
 
-async function tryBackend(id: BackendId, gpu: GpuSituation, model?: ModelWidths, named = false): Promise<BackendStatus> {
+async function tryBackend(id: BackendId, gpu: GpuSituation, model?: ModelWidths, named = false, probeOnly = false): Promise<BackendStatus> {
   switch (id) {
     case 'tensorflow-gpu':
-      return tryNative('gpu', gpu);
+      return tryNative('gpu', gpu, probeOnly);
     case 'webgpu':
       return tryWebGpu(named);
     case 'simd':
       return trySimd(model);
     case 'tensorflow':
-      return tryNative('cpu', gpu);
+      return tryNative('cpu', gpu, probeOnly);
     case 'wasm':
       return tryWasm();
     case 'cpu':
@@ -134,19 +141,21 @@ async function tryBackend(id: BackendId, gpu: GpuSituation, model?: ModelWidths,
   }
 }
 
-async function tryNative(kind: 'gpu' | 'cpu', gpu: GpuSituation): Promise<BackendStatus> {
+/** `probeOnly`: whether the package loads is asked of a child process; this one does not load it. */
+async function tryNative(kind: 'gpu' | 'cpu', gpu: GpuSituation, probeOnly = false): Promise<BackendStatus> {
   const id: BackendId = kind === 'gpu' ? 'tensorflow-gpu' : 'tensorflow';
   const pkg = kind === 'gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
   if (kind === 'gpu' && gpu.gpus.length === 0) {
     const why = gpu.nvidiaSmi.available ? 'nvidia-smi lists no GPU' : gpu.nvidiaSmi.reason;
     return { id, available: false, reason: `no NVIDIA GPU found (${why})` };
   }
-  if (nativePackageLoaded && nativePackageLoaded !== kind) {
+  if (!probeOnly && nativePackageLoaded && nativePackageLoaded !== kind) {
     const other = nativePackageLoaded === 'gpu' ? 'tensorflow-gpu' : 'tensorflow';
     return { id, available: false, reason: `skipped: ${other} is already loaded in this process (one libtensorflow per process)` };
   }
+  let resolved: string;
   try {
-    require.resolve(pkg);
+    resolved = require.resolve(pkg);
   } catch {
     return {
       id,
@@ -154,16 +163,89 @@ async function tryNative(kind: 'gpu' | 'cpu', gpu: GpuSituation): Promise<Backen
       reason: `not installed (${pkg} is an optional dependency; npm drops it when its install step — the libtensorflow download — fails)`,
     };
   }
-  try {
-    if (!nativePackageLoaded) {
-      require(pkg);
-      nativePackageLoaded = kind;
+  if (probeOnly && nativePackageLoaded !== kind) {
+    const probe = await probeNativeOnce(resolved);
+    if (!probe.ok) return { id, available: false, reason: explainNativeFailure(kind, new Error(probe.message)) };
+  } else {
+    try {
+      if (!nativePackageLoaded) {
+        require(pkg);
+        nativePackageLoaded = kind;
+      }
+    } catch (error) {
+      return { id, available: false, reason: explainNativeFailure(kind, error) };
     }
-  } catch (error) {
-    return { id, available: false, reason: explainNativeFailure(kind, error) };
   }
   const where = kind === 'gpu' ? `CUDA on ${gpu.gpus.map((g) => g.name).join(', ')}` : 'native libtensorflow on the CPU';
   return { id, available: true, reason: `${pkg} loaded (${where})` };
+}
+
+export type NativeProbe = { ok: true } | { ok: false; message: string };
+
+/** A package that loaded is not asked again (a child process and libtensorflow's load take seconds); one that failed is, as the user may have fixed it. */
+const nativeProbes = new Map<string, Promise<NativeProbe>>();
+
+function probeNativeOnce(modulePath: string): Promise<NativeProbe> {
+  const known = nativeProbes.get(modulePath);
+  if (known) return known;
+  const probe = probeNativeInChild(modulePath);
+  nativeProbes.set(modulePath, probe);
+  void probe.then((result) => {
+    if (!result.ok) nativeProbes.delete(modulePath);
+  });
+  return probe;
+}
+
+/** Loading CUDA's libraries can take long on a first run; past this the probe counts as failed. */
+const NATIVE_PROBE_TIMEOUT_MS = 60_000;
+
+// CommonJS run by `node -e`: loads the module and answers over IPC, then exits.
+const NATIVE_PROBE_SCRIPT = `
+let answer;
+try { require(process.argv[1]); answer = { ok: true }; }
+catch (error) { answer = { ok: false, message: String(error && error.message ? error.message : error) }; }
+process.send(answer, () => process.exit(0));
+`;
+
+/**
+ * Whether a native module loads, asked of a short-lived child process (this executable as plain
+ * Node: ELECTRON_RUN_AS_NODE for Electron's), so this process never loads it. Never rejects: a
+ * child that crashes (a library built for other CPU instructions dies on load), hangs or cannot
+ * start is an answer with the reason.
+ */
+export function probeNativeInChild(modulePath: string, timeoutMs = NATIVE_PROBE_TIMEOUT_MS): Promise<NativeProbe> {
+  return new Promise((resolve) => {
+    let answer: NativeProbe | null = null;
+    let stderr = '';
+    let timedOut = false;
+    const child = spawn(process.execPath, ['-e', NATIVE_PROBE_SCRIPT, modulePath], {
+      // TF_FORCE_GPU_ALLOW_GROWTH (allowGpuMemoryGrowth) travels in the environment.
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      windowsHide: true,
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-4000);
+    });
+    child.on('message', (message: NativeProbe) => {
+      answer = message;
+    });
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      resolve({ ok: false, message: `could not start a process to load it in: ${error.message}` });
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      if (answer) return resolve(answer);
+      const lastLine = stderr.trim().split('\n').at(-1)?.trim();
+      const ended = timedOut ? `did not load within ${timeoutMs / 1000} s` : `the process loading it ended with ${signal ?? `exit code ${code}`}`;
+      resolve({ ok: false, message: lastLine ? `${ended}: ${lastLine}` : ended });
+    });
+  });
 }
 
 /** Turns a native load error into the action a user can take. */

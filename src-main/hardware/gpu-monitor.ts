@@ -139,7 +139,8 @@ export type MonitorListener = (sample: MonitorSample) => void;
 
 /** Live samples the workstation turns on while a client watches: GpuMonitor, or a stand-in. */
 export interface MonitorSource {
-  start(): void;
+  /** Starts sampling every intervalMs (default: the source's own); a running source asked for another interval restarts at it. */
+  start(intervalMs?: number): void;
   stop(): void | Promise<void>;
   onDidSample(listener: MonitorListener): () => void;
 }
@@ -175,17 +176,18 @@ function positiveInteger(name: string, value: number, minimum: number): number {
  * started again after a growing pause, at most maxRestarts times, then the status stays `failed`.
  */
 export class GpuMonitor implements MonitorSource {
-  readonly #intervalMs: number;
+  #intervalMs: number;
   readonly #maxRestarts: number;
   readonly #restartDelayMs: number;
-  readonly #stallTimeoutMs: number;
+  readonly #stallTimeoutOption: number | undefined;
+  #stallTimeoutMs = 0;
   readonly #env: NodeJS.ProcessEnv;
   readonly #nvidiaSmiPath: string | undefined;
   readonly #ourPids: () => Iterable<number>;
   /** Lines of one nvidia-smi tick arrive within microseconds; a gap this long separates two ticks. */
-  readonly #tickGapMs: number;
+  #tickGapMs = 0;
   /** nvidia-smi prints nothing at all for a tick with no compute processes, so an old list expires. */
-  readonly #processListTtlMs: number;
+  #processListTtlMs = 0;
 
   readonly #listeners = new Set<MonitorListener>();
   /** Every child not yet closed, including ones being killed, so stop() can wait for all. */
@@ -210,12 +212,19 @@ export class GpuMonitor implements MonitorSource {
     this.#intervalMs = positiveInteger('intervalMs', options.intervalMs ?? DEFAULT_MONITOR_INTERVAL_MS, 10);
     this.#maxRestarts = positiveInteger('maxRestarts', options.maxRestarts ?? DEFAULT_MAX_RESTARTS, 0);
     this.#restartDelayMs = positiveInteger('restartDelayMs', options.restartDelayMs ?? DEFAULT_RESTART_DELAY_MS, 0);
-    this.#stallTimeoutMs = positiveInteger('stallTimeoutMs', options.stallTimeoutMs ?? Math.max(10_000, 10 * this.#intervalMs), 1);
+    this.#stallTimeoutOption = options.stallTimeoutMs === undefined ? undefined : positiveInteger('stallTimeoutMs', options.stallTimeoutMs, 1);
     this.#env = options.env ?? process.env;
     this.#nvidiaSmiPath = options.nvidiaSmiPath;
     this.#ourPids = options.ourPids ?? (() => []);
-    this.#tickGapMs = Math.max(20, Math.min(200, this.#intervalMs / 4));
-    this.#processListTtlMs = 2 * this.#intervalMs + 500;
+    this.#setInterval(this.#intervalMs);
+  }
+
+  /** The interval and the timings that follow from it. */
+  #setInterval(intervalMs: number): void {
+    this.#intervalMs = intervalMs;
+    this.#stallTimeoutMs = this.#stallTimeoutOption ?? Math.max(10_000, 10 * intervalMs);
+    this.#tickGapMs = Math.max(20, Math.min(200, intervalMs / 4));
+    this.#processListTtlMs = 2 * intervalMs + 500;
   }
 
   get gpuStatus(): GpuMonitorStatus {
@@ -230,9 +239,18 @@ export class GpuMonitor implements MonitorSource {
     };
   }
 
-  /** Starts sampling; does nothing if already running. A new start after stop() gets a fresh restart budget. */
-  start(): void {
-    if (this.#running) return;
+  /**
+   * Starts sampling every intervalMs (default: the current interval); does nothing if already
+   * running at that interval, and restarts nvidia-smi at a new one. A new start gets a fresh
+   * restart budget.
+   */
+  start(intervalMs: number = this.#intervalMs): void {
+    positiveInteger('intervalMs', intervalMs, 10);
+    if (this.#running) {
+      if (intervalMs === this.#intervalMs) return;
+      void this.stop();
+    }
+    this.#setInterval(intervalMs);
     this.#running = true;
     this.#restarts = 0;
     this.#status = { state: 'starting' };

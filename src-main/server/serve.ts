@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { dispatchCall, type ApiEvent, type ApiResult, type WorkstationApi, type WorkstationEvents } from '../../src-shared/api';
+import { dispatchCall, type ApiCaller, type ApiEvent, type ApiResult, type WorkstationApi, type WorkstationEvents } from '../../src-shared/api';
 import { QuadraError, type ErrorData } from '../../src-shared/errors';
 import { decodeWire, encodeWire } from '../../src-shared/wire';
 import type { UploadStore } from './uploads';
@@ -156,7 +156,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         // the close code (1002, 1009…) and closes this socket; the listener keeps it from being fatal.
         ws.on('error', () => undefined);
         ws.on('close', () => sockets.delete(ws));
-        ws.on('message', (data: RawData) => void answer(options.api, ws, data));
+        // One session per socket: what the workstation keeps per client (monitoring) ends with it.
+        const caller = socketCaller(ws);
+        ws.on('message', (data: RawData) => void answer(options.api, ws, data, caller));
       });
     } catch (error) {
       log(`quadra serve: unexpected error during a WebSocket upgrade: ${error instanceof Error ? error.message : String(error)}`);
@@ -189,8 +191,21 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   };
 }
 
+/** A WebSocket session as the workstation sees its caller: events to this socket alone, and its end. */
+function socketCaller(ws: WebSocket): ApiCaller {
+  return {
+    send: (event, payload) => {
+      if (ws.readyState === ws.OPEN) ws.send(encodeWire({ event, payload }));
+    },
+    onDidDisconnect: (listener) => {
+      if (ws.readyState === ws.CLOSED) queueMicrotask(listener);
+      else ws.once('close', () => listener());
+    },
+  };
+}
+
 /** One message: decode, dispatch through the shared handler, answer with data (never a thrown error). */
-async function answer(api: WorkstationApi, ws: WebSocket, data: RawData): Promise<void> {
+async function answer(api: WorkstationApi, ws: WebSocket, data: RawData, caller: ApiCaller): Promise<void> {
   const send = (id: number | null, result: ApiResult<unknown>) => {
     if (ws.readyState !== ws.OPEN) return;
     let text: string;
@@ -212,7 +227,7 @@ async function answer(api: WorkstationApi, ws: WebSocket, data: RawData): Promis
     send(null, { ok: false, error: { code: 'INVALID_ARGUMENT', message: `malformed call: ${error instanceof Error ? error.message : String(error)}` } });
     return;
   }
-  send(call.id, await dispatchCall(api, call.method, call.request));
+  send(call.id, await dispatchCall(api, call.method, call.request, caller));
 }
 
 /** The request target as a URL on a fixed origin, or null when it is not an origin-form path ('//', '*', 'http://…'). */

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { zipSync } from 'fflate';
+import type { ExportedFile as DownloadedFile } from '../../src-shared/api';
 import { parseEngineConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import { parseRunConfig } from '../../src-shared/run-config';
@@ -37,6 +38,13 @@ export async function exportStoredCheckpoint(store: Store, checkpointId: number,
     input.run = { epochs: parsed.epochs, validationFraction: parsed.validationFraction, lastBatch: parsed.lastBatch, checkpointEveryEpochs: parsed.checkpointEveryEpochs, data };
   }
   return { baseName, files: exportTorchrun(input) };
+}
+
+/** A stored checkpoint exported as one file to hand over (a browser download, the app's save dialog): a torchrun package as one .zip of its folder. */
+export async function exportCheckpointFile(store: Store, checkpointId: number, format: ExportFormat, fp16: boolean): Promise<DownloadedFile> {
+  const { baseName, files } = await exportStoredCheckpoint(store, checkpointId, format, fp16);
+  if (format === 'torchrun') return { fileName: `${baseName}-torchrun.zip`, bytes: zipFolder(`${baseName}-torchrun`, files) };
+  return { fileName: files[0]!.path, bytes: files[0]!.bytes };
 }
 
 /** Several files as one .zip (stored entries under the package's folder name), for a single download. */

@@ -1,8 +1,10 @@
 import path from 'node:path';
+import type { RunControlAction } from '../../src-shared/api';
 import { parseEngineConfig, type BackendId, type EngineConfig } from '../../src-shared/engine-config';
 import { QuadraError, toErrorData, type ErrorData } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
-import type { RunMode, RunRecord } from '../../src-shared/records';
+import { metricPointOf, type RunProgress } from '../../src-shared/progress';
+import type { MetricPoint, RunMode, RunRecord } from '../../src-shared/records';
 import {
   parseOrThrow,
   parseRunConfig,
@@ -20,7 +22,7 @@ import { chooseAdapters } from '../engine/webgpu-adapters';
 import type { Store } from '../store/database';
 import { CpuUsageSampler } from '../hardware/cpu-usage';
 import { currentOwner } from '../hardware/process-identity';
-import { TrainingRun, type ProgressSnapshot, type RunOutcome, type TrainingEvents, type TrainingPlan } from '../training/coordinator';
+import { TrainingRun, type ProgressSnapshot, type RunOutcome, type StepResult, type TrainingEvents, type TrainingPlan } from '../training/coordinator';
 import type { EngineSnapshot } from '../training/protocol';
 import type { TransportFactory } from '../training/transport';
 import { resolveDataset, resumeDatasetOf, type LoadedData } from './datasets';
@@ -31,13 +33,16 @@ export interface ServiceContext {
   store: Store;
   hardware: HardwareInfo;
   transport?: TransportFactory;
-  onProgress?: (runId: number, snapshot: ProgressSnapshot) => void;
+  onProgress?: (progress: RunProgress) => void;
   onEpoch?: (runId: number, summary: Parameters<NonNullable<TrainingEvents['epochEnd']>>[0]) => void;
   /** Called with the live run, so a caller can pause/resume/cancel it. */
   onStarted?: (runId: number, run: TrainingRun) => void;
   /** The run's stored status changed (running, paused, resumed). */
   onStatus?: (runId: number) => void;
 }
+
+/** How often the process training a run looks for a pause, resume or cancel asked through the database. */
+export const CONTROL_POLL_MS = 500;
 
 export interface TrainingResult {
   runId: number;
@@ -228,10 +233,12 @@ async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPl
   const backend = plan.backend as BackendId;
   const previousDurationS = run.summary.durationS ?? 0;
   let storeError: ErrorData | null = null;
-  // A point is recorded per step reached; the start (a resumed or warm-started step) is not a new one.
-  let lastRecordedStep = plan.start?.state.step ?? 0;
+  // The start (a resumed or warm-started step) is not a new step: its point is the earlier segment's.
+  let lastTickStep = plan.start?.state.step ?? 0;
   const cpu = new CpuUsageSampler();
   let training: TrainingRun | null = null;
+  /** Every step's point (and the ticks' and epochs' additions) since the last flush. */
+  let pending: MetricPoint[] = [];
   /** A store write that fails stops the run cleanly instead of losing track of it. */
   const record = (action: () => void) => {
     if (storeError) return;
@@ -242,42 +249,38 @@ async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPl
       training?.cancel();
     }
   };
+  /** One transaction for everything since the last flush: at each progress tick, and once at the end. */
+  const flush = () => {
+    if (pending.length === 0) return;
+    const points = pending;
+    pending = [];
+    record(() => store.metrics.append(points));
+  };
   training = new TrainingRun(plan, {
     workersReady: () => {
-      record(() => store.runs.setStatus(run.id, 'running'));
+      // Paused before its workers were up (a request through the database): it starts paused.
+      record(() => store.runs.setStatus(run.id, training?.snapshot.paused ? 'paused' : 'running'));
       ctx.onStatus?.(run.id);
     },
     status: (status) => {
       record(() => store.runs.setStatus(run.id, status));
       ctx.onStatus?.(run.id);
     },
+    stepEnd: (_step, _realSamples, result) => pending.push(stepPoint(run.id, result)),
     progress: (snapshot) => {
-      ctx.onProgress?.(run.id, snapshot);
-      if (snapshot.step === lastRecordedStep || snapshot.step === 0) return;
-      lastRecordedStep = snapshot.step;
-      const rss = snapshot.workers.reduce((sum, w) => sum + (w.memory?.rssBytes ?? 0), 0);
-      // What our webgpu buffers hold on the GPU, all workers together.
-      const gpuBytes = snapshot.workers.reduce((sum, w) => sum + (w.memory?.gpuBytes ?? 0), 0);
-      record(() =>
-        store.metrics.append([
-          {
-            runId: run.id,
-            step: snapshot.step,
-            epoch: snapshot.epoch,
-            time: Date.now(),
-            trainLoss: finiteOrNull(snapshot.trainLoss),
-            validationLoss: finiteOrNull(snapshot.validationLoss),
-            samplesPerSec: finiteOrNull(snapshot.samplesPerSec),
-            gpuMemoryMiB: gpuBytes > 0 ? gpuBytes / 2 ** 20 : null,
-            cpuPercent: cpu.totalPercent(),
-            rssBytes: rss > 0 ? rss : null,
-            ...(snapshot.lossScale === null ? {} : { lossScale: snapshot.lossScale }),
-            ...(snapshot.skippedSteps === null ? {} : { skippedSteps: snapshot.skippedSteps }),
-          },
-        ]),
-      );
+      const progress = runProgress(run.id, snapshot, cpu.totalPercent());
+      ctx.onProgress?.(progress);
+      // The tick adds its resource use to its step's point (the store merges points of one step).
+      if (progress.step > lastTickStep) {
+        lastTickStep = progress.step;
+        pending.push(metricPointOf(progress));
+      }
+      flush();
     },
-    epochEnd: (summary) => ctx.onEpoch?.(run.id, summary),
+    epochEnd: (summary) => {
+      if (summary.validationLoss !== null) pending.push(validationPoint(run.id, summary));
+      ctx.onEpoch?.(run.id, summary);
+    },
     checkpoint: (c) => {
       const bytes = encodeCheckpoint(
         { config: stored.engine, ...c.state, backend },
@@ -295,8 +298,25 @@ async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPl
       store.checkpoints.prune(run.id, stored.keepLastCheckpoints);
     },
   });
+  const live = training;
+  // A pause, resume or cancel asked by another process (the app, a browser, `quadra runs pause`):
+  // looked for with a read, then taken and applied in one transaction, so whoever waits for it
+  // sees the new status with it.
+  const control = setInterval(() => {
+    record(() => {
+      if (store.runs.pendingControl(run.id) === null) return;
+      store.db.transaction(() => applyControl(live, store.runs.takeControlRequest(run.id))).immediate();
+    });
+  }, CONTROL_POLL_MS);
   ctx.onStarted?.(run.id, training);
-  const outcome = await training.run();
+  let outcome: RunOutcome;
+  try {
+    outcome = await training.run();
+  } finally {
+    clearInterval(control);
+    // The steps since the last tick: a cancelled or failed run keeps every step it made.
+    flush();
+  }
   const status: RunRecord['status'] = storeError ? 'failed' : outcome.status;
   const reason = storeError ? (storeError as ErrorData).message : outcome.error?.message ?? null;
   record(() => {
@@ -319,6 +339,102 @@ async function execute(run: RunRecord, stored: StoredRunConfig, plan: TrainingPl
   const best = safe(() => store.checkpoints.best(run.id));
   const latest = safe(() => store.checkpoints.latest(run.id));
   return { runId: run.id, mode: run.mode, workers: run.workers, backend, status, outcome, bestCheckpointId: best?.id ?? null, latestCheckpointId: latest?.id ?? null, storeError };
+}
+
+function applyControl(run: TrainingRun, action: RunControlAction | null): void {
+  if (action === 'pause') run.pause();
+  else if (action === 'resume') run.resume();
+  else if (action === 'cancel') run.cancel();
+}
+
+/**
+ * The one place a RunProgress is built: the coordinator's snapshot, with the run's id, this tick's
+ * time and CPU use, and its workers' memory summed.
+ */
+export function runProgress(runId: number, snapshot: ProgressSnapshot, cpuPercent: number | null, time = Date.now()): RunProgress {
+  const rss = snapshot.workers.reduce((sum, w) => sum + (w.memory?.rssBytes ?? 0), 0);
+  // What our webgpu buffers hold on the GPU, all workers together.
+  const gpuBytes = snapshot.workers.reduce((sum, w) => sum + (w.memory?.gpuBytes ?? 0), 0);
+  return {
+    runId,
+    step: snapshot.step,
+    epoch: snapshot.epoch,
+    time,
+    trainLoss: finiteOrNull(snapshot.trainLoss),
+    validationLoss: finiteOrNull(snapshot.validationLoss),
+    samplesPerSec: finiteOrNull(snapshot.samplesPerSec),
+    gpuMemoryMiB: gpuBytes > 0 ? gpuBytes / 2 ** 20 : null,
+    cpuPercent,
+    rssBytes: rss > 0 ? rss : null,
+    ...(snapshot.lossScale === null ? {} : { lossScale: snapshot.lossScale }),
+    ...(snapshot.skippedSteps === null ? {} : { skippedSteps: snapshot.skippedSteps }),
+    stepInEpoch: snapshot.stepInEpoch,
+    stepsPerEpoch: snapshot.stepsPerEpoch,
+    paused: snapshot.paused,
+    workers: snapshot.workers.map((w) => ({
+      rank: w.rank,
+      pid: w.pid ?? null,
+      rssBytes: w.memory?.rssBytes ?? null,
+      tensors: w.memory?.tensors ?? null,
+      tensorBytes: w.memory?.tensorBytes ?? null,
+      gpuBytes: w.memory?.gpuBytes ?? null,
+    })),
+  };
+}
+
+/** One step's point: its loss and the epoch's throughput so far (resource use comes with the ticks). */
+function stepPoint(runId: number, result: StepResult): MetricPoint {
+  return {
+    runId,
+    step: result.step,
+    epoch: result.epoch,
+    time: Date.now(),
+    trainLoss: finiteOrNull(result.loss.loss),
+    validationLoss: null,
+    samplesPerSec: finiteOrNull(result.samplesPerSec),
+    gpuMemoryMiB: null,
+    cpuPercent: null,
+    rssBytes: null,
+    ...(result.lossScale === null ? {} : { lossScale: result.lossScale }),
+    ...(result.skippedSteps === null ? {} : { skippedSteps: result.skippedSteps }),
+  };
+}
+
+/** An epoch's validation loss, at the epoch's last step. */
+function validationPoint(runId: number, epoch: { epoch: number; step: number; validationLoss: number | null }): MetricPoint {
+  return {
+    runId,
+    step: epoch.step,
+    epoch: epoch.epoch,
+    time: Date.now(),
+    trainLoss: null,
+    validationLoss: finiteOrNull(epoch.validationLoss),
+    samplesPerSec: null,
+    gpuMemoryMiB: null,
+    cpuPercent: null,
+    rssBytes: null,
+  };
+}
+
+/**
+ * Asks the process that trains a run (this one's or another's: `quadra train`, the app, `quadra
+ * serve`) to pause, resume or cancel it, through the database, and waits up to `waitMs` for that
+ * process to take the request. `taken` is false when it has not yet; the request then stays.
+ */
+export async function requestRunControl(
+  store: Store,
+  runId: number,
+  action: RunControlAction,
+  { waitMs = 3000, pollMs = 100 }: { waitMs?: number; pollMs?: number } = {},
+): Promise<{ run: RunRecord; taken: boolean }> {
+  store.runs.requestControl(runId, action);
+  const deadline = Date.now() + waitMs;
+  // Cleared by the owner as it applies it (or by the run's end).
+  while (store.runs.pendingControl(runId) !== null) {
+    if (Date.now() >= deadline) return { run: store.runs.get(runId), taken: false };
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+  return { run: store.runs.get(runId), taken: true };
 }
 
 /** The entries whose value is not null (null means "this segment does not know"). */

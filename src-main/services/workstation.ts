@@ -1,28 +1,35 @@
-import { createHash } from 'node:crypto';
-import { copyFileSync, createReadStream, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import os from 'node:os';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
-import type { ApiEvent, ApiRequest, DatasetPreview, ExportedFile, HardwareReport, RunDetail, WorkstationApi, WorkstationEvents } from '../../src-shared/api';
+import {
+  DEFAULT_MONITOR_INTERVAL_MS,
+  type ApiCaller,
+  type ApiEvent,
+  type ApiRequest,
+  type DatasetPreview,
+  type ExportedFile,
+  type HardwareReport,
+  type RunDetail,
+  type WorkstationApi,
+  type WorkstationEvents,
+} from '../../src-shared/api';
 import type { PytorchAvailability } from '../../src-shared/benchmarks';
-import { BACKEND_IDS, parseEngineConfig, type BackendId } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import type { HardwareInfo } from '../../src-shared/hardware';
-import type { OurGpuWorker } from '../../src-shared/monitor';
+import type { MonitorSample, OurGpuWorker } from '../../src-shared/monitor';
 import type { BenchmarkResultRecord, BenchmarkSuiteRecord, CheckpointRecord, DatasetRecord, MetricPoint, RunRecord } from '../../src-shared/records';
 import { probePytorch, type PytorchProbe } from '../bench/pytorch-bench';
 import { runSuite } from '../bench/suite';
-import { loadDatasetFile, previewDataset } from '../data/dataset-file';
 import { getOptimalConfig } from '../engine/auto-config';
 import { probeBackends } from '../engine/backends';
-import { decodeCheckpoint, storableCheckpoint } from '../engine/checkpoint';
-import { exportStoredCheckpoint, zipFolder } from './export-service';
 import type { MonitorSource } from '../hardware/gpu-monitor';
 import type { Store } from '../store/database';
 import type { TrainingRun } from '../training/coordinator';
 import type { TransportFactory } from '../training/transport';
 import { importedRecord } from './datasets';
-import { resumeTraining, startTraining, type ServiceContext, type TrainingResult } from './training-service';
+import { inProcessOffload } from './offload/offload';
+import type { Offload, PreparedCheckpointImport } from './offload/protocol';
+import { prepareCheckpointImport } from './offload/tasks';
+import { requestRunControl, resumeTraining, startTraining, type ServiceContext, type TrainingResult } from './training-service';
 
 /** Serve mode's upload folder, as the service sees it: a file by its random id, and "done with it". */
 export interface UploadResolver {
@@ -42,6 +49,11 @@ export interface WorkstationDeps {
   monitor?: MonitorSource;
   /** Where requests that name a file by `uploadId` (serve mode) find it; without it only `bytes` work. */
   uploads?: UploadResolver;
+  /**
+   * Where checkpoint encoding and decoding, dataset parsing and metric downsampling run: the
+   * workstation's offload thread (createWorkstation); without one, this thread.
+   */
+  offload?: Offload;
 }
 
 /**
@@ -54,9 +66,19 @@ export class WorkstationService implements WorkstationApi {
   #live = new Map<number, TrainingRun>();
   /** What shutdown() waits for: each started run until it has finished. */
   #finished = new Map<number, Promise<TrainingResult>>();
+  /** Each client that watches the monitor, with its own interval and when it was last sent a sample. */
+  #watchers = new Map<ApiCaller, { intervalMs: number; lastSentAt: number }>();
+  /** Clients whose disconnect is already listened for. */
+  #hooked = new WeakSet<ApiCaller>();
   #stopMonitor: (() => void) | null = null;
+  /** The interval the monitor runs at: the smallest any watcher asked for. */
+  #monitorIntervalMs: number | null = null;
+  /** Calls that come without a client (in-process use) get their events through deps.emit. */
+  readonly #everyone: ApiCaller = { send: (event, payload) => this.#deps.emit(event, payload), onDidDisconnect: () => undefined };
   /** Importing torch takes a second or more: a Python that has it is found once per process. */
   #pytorch: Promise<PytorchProbe> | null = null;
+  /** The calling thread's stand-in when no offload thread was given. */
+  #inProcess: Offload | null = null;
 
   constructor(deps: WorkstationDeps) {
     this.#deps = deps;
@@ -73,60 +95,34 @@ export class WorkstationService implements WorkstationApi {
   }
 
   async previewDataset(request: ApiRequest<'previewDataset'>): Promise<DatasetPreview> {
-    const folder = mkdtempSync(path.join(os.tmpdir(), 'quadra-preview-'));
-    try {
-      // The loader reads the kind from the name's extension: an upload is linked under it, not copied,
-      // and stays for the import that usually follows.
-      const file = path.join(folder, safeName(request.fileName));
-      if (request.uploadId !== undefined) {
-        const upload = this.#uploadedFile(request.uploadId);
-        try {
-          symlinkSync(upload, file);
-        } catch {
-          copyFileSync(upload, file);
-        }
-      } else writeFileSync(file, request.bytes!);
-      const loaded = await loadDatasetFile(file, request.fieldSize === undefined ? {} : { textWidth: request.fieldSize });
-      const widthMismatch = request.fieldSize !== undefined && loaded.width !== request.fieldSize ? { width: loaded.width, fieldSize: request.fieldSize } : null;
-      return { rows: loaded.rows, width: loaded.width, kind: loaded.kind, firstRows: previewDataset(loaded, 5), widthMismatch };
-    } finally {
-      rmSync(folder, { recursive: true, force: true });
-    }
+    // Written out (an upload is linked where it lies), parsed and cut to five rows in the offload thread.
+    const source = request.uploadId !== undefined ? { path: this.#uploadedFile(request.uploadId) } : { bytes: request.bytes! };
+    return this.#offload().run('previewDataset', { fileName: safeName(request.fileName), source, ...(request.fieldSize === undefined ? {} : { fieldSize: request.fieldSize }) });
   }
 
   async importDataset(request: ApiRequest<'importDataset'>): Promise<DatasetRecord> {
-    // Kept under a name derived from the content, in the server's own data folder.
+    // Kept under a name derived from the content, in the server's own data folder. Hashing, moving
+    // or writing, and parsing run in the offload thread; the record is written here.
     const folder = path.join(this.#deps.dataDir, 'datasets');
-    mkdirSync(folder, { recursive: true });
-    const named = (digest: string) => path.join(folder, `${digest.slice(0, 16)}-${safeName(request.fileName)}`);
-    let file: string;
-    // The same content under the same name is already there (maybe another dataset's file): keep it, whatever happens.
-    let existed: boolean;
+    const fileName = safeName(request.fileName);
+    let kept: { file: string; existed: boolean };
     if (request.uploadId !== undefined) {
       const upload = this.#uploadedFile(request.uploadId);
-      const hash = createHash('sha256');
-      for await (const chunk of createReadStream(upload)) hash.update(chunk as Buffer);
-      file = named(hash.digest('hex'));
-      existed = existsSync(file);
       try {
-        // Moved, not copied: a file of gigabytes is never held in memory or written twice.
-        if (!existed) renameSync(upload, file);
-      } catch {
-        copyFileSync(upload, file);
+        kept = await this.#offload().run('keepDatasetFile', { folder, fileName, source: { path: upload } });
       } finally {
         this.#deps.uploads!.consume(request.uploadId);
       }
     } else {
-      file = named(createHash('sha256').update(request.bytes!).digest('hex'));
-      existed = existsSync(file);
-      if (!existed) writeFileSync(file, request.bytes!);
+      kept = await this.#offload().run('keepDatasetFile', { folder, fileName, source: { bytes: request.bytes! } });
     }
     try {
       const options = request.fieldSize === undefined ? {} : { expectedWidth: request.fieldSize, textWidth: request.fieldSize };
-      const loaded = await loadDatasetFile(file, options);
+      const loaded = await this.#offload().run('loadDataset', { file: kept.file, options });
       return importedRecord(this.#deps.store, loaded, request.name ?? request.fileName);
     } catch (error) {
-      if (!existed) rmSync(file, { force: true });
+      // The same content under the same name was already there (maybe another dataset's file): it stays, whatever happens.
+      if (!kept.existed) rmSync(kept.file, { force: true });
       throw error;
     }
   }
@@ -151,12 +147,22 @@ export class WorkstationService implements WorkstationApi {
   async getMetrics(request: ApiRequest<'getMetrics'>): Promise<MetricPoint[]> {
     const { runId, ...range } = request;
     this.#deps.store.runs.get(runId);
-    return this.#deps.store.metrics.range(runId, range);
+    // Downsampling a long run's points in SQL takes a while: the offload thread reads them.
+    return this.#offload().run('metrics', { runId, range });
   }
 
+  /**
+   * A run trained here is paused, resumed or cancelled at once; one trained by another process
+   * (`quadra train`, another workstation) through the database: its owner takes the request
+   * within half a second, and the run comes back as it then stands.
+   */
   async controlRun(request: ApiRequest<'controlRun'>): Promise<RunRecord> {
     const live = this.#live.get(request.runId);
-    if (!live) throw new QuadraError('NOT_FOUND', `run ${request.runId} is not running in this workstation`, { runId: request.runId });
+    if (!live) {
+      const { run } = await requestRunControl(this.#deps.store, request.runId, request.action);
+      this.#deps.emit('onDidChangeRun', run);
+      return run;
+    }
     if (request.action === 'pause') live.pause();
     else if (request.action === 'resume') live.resume();
     else live.cancel();
@@ -169,22 +175,30 @@ export class WorkstationService implements WorkstationApi {
   }
 
   async exportCheckpoint(request: ApiRequest<'exportCheckpoint'>): Promise<ExportedFile> {
-    const format = request.format ?? 'safetensors';
-    const { baseName, files } = await exportStoredCheckpoint(this.#deps.store, request.checkpointId, format, request.fp16 ?? false);
-    // A torchrun package is a folder: it travels as one .zip of it.
-    if (format === 'torchrun') return { fileName: `${baseName}-torchrun.zip`, bytes: zipFolder(`${baseName}-torchrun`, files) };
-    return { fileName: files[0]!.path, bytes: files[0]!.bytes };
+    // The offload thread reads the checkpoint, decodes and encodes it (a torchrun package: zips its folder).
+    return this.#offload().run('exportCheckpoint', { checkpointId: request.checkpointId, format: request.format ?? 'safetensors', fp16: request.fp16 ?? false });
   }
 
   async importCheckpoint(request: ApiRequest<'importCheckpoint'>): Promise<{ runId: number; checkpointId: number }> {
-    if (request.uploadId === undefined) return importCheckpointBytes(this.#deps.store, request.fileName, request.bytes!, request.name);
+    // Decoded (a .pth re-encoded) in the offload thread; recorded here, by the one writer.
+    if (request.uploadId === undefined) {
+      const prepared = await this.#offload().run('prepareCheckpointImport', { fileName: request.fileName, source: { bytes: request.bytes! } });
+      return recordCheckpointImport(this.#deps.store, request.fileName, prepared, request.name);
+    }
     // Read once (it is stored as one BLOB); the upload is used up whether or not it was a checkpoint.
-    const bytes = await readFile(this.#uploadedFile(request.uploadId));
+    const upload = this.#uploadedFile(request.uploadId);
     try {
-      return importCheckpointBytes(this.#deps.store, request.fileName, bytes, request.name);
+      const prepared = await this.#offload().run('prepareCheckpointImport', { fileName: request.fileName, source: { path: upload } });
+      return recordCheckpointImport(this.#deps.store, request.fileName, prepared, request.name);
     } finally {
       this.#deps.uploads!.consume(request.uploadId);
     }
+  }
+
+  #offload(): Offload {
+    if (this.#deps.offload) return this.#deps.offload;
+    this.#inProcess ??= inProcessOffload(this.#deps.store);
+    return this.#inProcess;
   }
 
   /** The file behind an uploadId (serve mode); the desktop app passes bytes and has no upload folder. */
@@ -231,21 +245,64 @@ export class WorkstationService implements WorkstationApi {
     return this.#deps.store.benchmarks.results(request.suiteId);
   }
 
-  async setMonitoring(request: ApiRequest<'setMonitoring'>): Promise<{ enabled: boolean }> {
+  /**
+   * Turns monitoring on or off for `caller` alone (a WebSocket session, an app window); a client
+   * that disconnects stops watching. One monitor runs while any client watches, at the smallest
+   * interval asked for; each client gets samples no faster than its own interval.
+   */
+  async setMonitoring(request: ApiRequest<'setMonitoring'>, caller: ApiCaller = this.#everyone): Promise<{ enabled: boolean; intervalMs: number | null }> {
+    if (!this.#deps.monitor) throw new QuadraError('UNSUPPORTED', 'this workstation was started without a hardware monitor');
+    if (request.enabled) {
+      const intervalMs = request.intervalMs ?? DEFAULT_MONITOR_INTERVAL_MS;
+      const watcher = this.#watchers.get(caller);
+      if (watcher) watcher.intervalMs = intervalMs;
+      else this.#watchers.set(caller, { intervalMs, lastSentAt: 0 });
+      if (!this.#hooked.has(caller)) {
+        this.#hooked.add(caller);
+        caller.onDidDisconnect(() => {
+          if (this.#watchers.delete(caller)) this.#updateMonitor();
+        });
+      }
+    } else this.#watchers.delete(caller);
+    this.#updateMonitor();
+    return { enabled: this.#watchers.has(caller), intervalMs: this.#watchers.get(caller)?.intervalMs ?? null };
+  }
+
+  /** Starts, retunes or stops the one monitor for the clients now watching. */
+  #updateMonitor(): void {
     const monitor = this.#deps.monitor;
-    if (!monitor) throw new QuadraError('UNSUPPORTED', 'this workstation was started without a hardware monitor');
-    if (request.enabled && !this.#stopMonitor) {
-      const unsubscribe = monitor.onDidSample((sample) => this.#deps.emit('onDidSampleMonitor', { ...sample, ourGpuWorkers: this.#ourGpuWorkers() }));
-      monitor.start();
+    if (!monitor) return;
+    if (this.#watchers.size === 0) {
+      this.#stopMonitor?.();
+      this.#stopMonitor = null;
+      this.#monitorIntervalMs = null;
+      return;
+    }
+    if (!this.#stopMonitor) {
+      const unsubscribe = monitor.onDidSample((sample) => this.#sendSample(sample));
       this.#stopMonitor = () => {
         unsubscribe();
         void monitor.stop();
       };
-    } else if (!request.enabled && this.#stopMonitor) {
-      this.#stopMonitor();
-      this.#stopMonitor = null;
     }
-    return { enabled: this.#stopMonitor !== null };
+    const fastest = Math.min(...[...this.#watchers.values()].map((w) => w.intervalMs));
+    if (fastest !== this.#monitorIntervalMs) {
+      this.#monitorIntervalMs = fastest;
+      monitor.start(fastest);
+    }
+  }
+
+  /** A sample goes to each watcher whose own interval has (about) passed since its last one. */
+  #sendSample(sample: MonitorSample): void {
+    // Half a tick of slack, so timer jitter never makes a client skip a whole tick.
+    const slack = (this.#monitorIntervalMs ?? 0) / 2;
+    let payload: MonitorSample | null = null;
+    for (const [caller, watcher] of this.#watchers) {
+      if (sample.time - watcher.lastSentAt < watcher.intervalMs - slack) continue;
+      watcher.lastSentAt = sample.time;
+      payload ??= { ...sample, ourGpuWorkers: this.#ourGpuWorkers() };
+      caller.send('onDidSampleMonitor', payload);
+    }
   }
 
   /** Every live run's workers that hold GPU buffers (webgpu), with how much, as they last reported. */
@@ -266,7 +323,8 @@ export class WorkstationService implements WorkstationApi {
   async shutdown(): Promise<void> {
     for (const run of this.#live.values()) run.cancel();
     await Promise.allSettled([...this.#finished.values()]);
-    this.#stopMonitor?.();
+    this.#watchers.clear();
+    this.#updateMonitor();
   }
 
   /** Starts a run in the background and answers as soon as it has an id. */
@@ -285,29 +343,7 @@ export class WorkstationService implements WorkstationApi {
             this.#finished.set(runId, finished);
             resolve({ runId });
           },
-          onProgress: (runId, s) => {
-            emit('onDidProgress', {
-              runId,
-              step: s.step,
-              epoch: s.epoch,
-              stepInEpoch: s.stepInEpoch,
-              stepsPerEpoch: s.stepsPerEpoch,
-              trainLoss: s.trainLoss,
-              validationLoss: s.validationLoss,
-              samplesPerSec: s.samplesPerSec,
-              paused: s.paused,
-              workers: s.workers.map((w) => ({
-                rank: w.rank,
-                pid: w.pid,
-                rssBytes: w.memory?.rssBytes ?? null,
-                tensors: w.memory?.tensors ?? null,
-                tensorBytes: w.memory?.tensorBytes ?? null,
-                gpuBytes: w.memory?.gpuBytes ?? null,
-              })),
-              lossScale: s.lossScale,
-              skippedSteps: s.skippedSteps,
-            });
-          },
+          onProgress: (progress) => emit('onDidProgress', progress),
           onEpoch: (runId) => emit('onDidChangeRun', store.runs.get(runId)),
           onStatus: (runId) => emit('onDidChangeRun', store.runs.get(runId)),
         });
@@ -332,15 +368,16 @@ export class WorkstationService implements WorkstationApi {
  * finished run with one checkpoint, whose summary shows the checkpoint's step and epoch.
  */
 export function importCheckpointBytes(store: Store, fileName: string, bytes: Uint8Array, name: string | undefined): { runId: number; checkpointId: number } {
-  const contents = decodeCheckpoint(bytes, fileName);
-  const config = parseEngineConfig({ ...(contents.engineConfig ?? {}), model: contents.model });
-  const step = contents.step ?? 0;
-  const epoch = wholeOrZero(contents.metadata.epoch);
-  const backend = (BACKEND_IDS as readonly string[]).includes(contents.metadata.backend ?? '') ? (contents.metadata.backend as BackendId) : 'cpu';
+  return recordCheckpointImport(store, fileName, prepareCheckpointImport(fileName, bytes), name);
+}
+
+/** Writes a decoded checkpoint file (prepareCheckpointImport) as an imported run, in one transaction. */
+export function recordCheckpointImport(store: Store, fileName: string, prepared: PreparedCheckpointImport, name: string | undefined): { runId: number; checkpointId: number } {
+  const { config, origin, step, epoch, backend, data } = prepared;
   return store.db.transaction(() => {
     const run = store.runs.create({
       name: name ?? `imported ${path.basename(fileName)}`,
-      config: { engine: config, importedFrom: path.basename(fileName), origin: contents.origin },
+      config: { engine: config, importedFrom: path.basename(fileName), origin },
       mode: 'single',
       backend,
       devices: [],
@@ -350,15 +387,10 @@ export function importCheckpointBytes(store: Store, fileName: string, bytes: Uin
     });
     // An imported model is a finished run with one checkpoint; its name and config say where it came from.
     store.runs.setStatus(run.id, 'completed');
-    const checkpoint = store.checkpoints.add({ runId: run.id, epoch, step, validationLoss: null, trainLoss: null, data: storableCheckpoint(bytes, contents) });
+    const checkpoint = store.checkpoints.add({ runId: run.id, epoch, step, validationLoss: null, trainLoss: null, data });
     store.runs.updateSummary(run.id, { steps: step, epochs: epoch });
     return { runId: run.id, checkpointId: checkpoint.id };
   })();
-}
-
-function wholeOrZero(text: string | undefined): number {
-  const value = Number(text);
-  return text !== undefined && Number.isSafeInteger(value) && value >= 0 ? value : 0;
 }
 
 function safeName(fileName: string): string {

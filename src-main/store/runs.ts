@@ -1,4 +1,5 @@
 import type { Statement, Transaction } from 'better-sqlite3';
+import type { RunControlAction } from '../../src-shared/api';
 import type { BackendId } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import {
@@ -27,6 +28,12 @@ export interface ListRunsOptions {
   /** At most this many runs (newest first); all when omitted. */
   limit?: number;
   status?: RunStatus;
+}
+
+/** A pause, resume or cancel asked of a live run by a process that does not train it. */
+export interface RunControlRequest {
+  action: RunControlAction;
+  requestedAt: string;
 }
 
 export interface SetStatusOptions {
@@ -99,6 +106,8 @@ function toRecord(row: RunRow): RunRecord {
 
 
 const isFinished = (status: RunStatus) => (FINISHED_RUN_STATUSES as readonly RunStatus[]).includes(status);
+const isLive = (status: RunStatus) => status === 'queued' || status === 'running' || status === 'paused';
+const DONE: Record<RunControlAction, string> = { pause: 'paused', resume: 'resumed', cancel: 'cancelled' };
 
 export class RunRepository {
   readonly #ctx: StoreContext;
@@ -113,10 +122,15 @@ export class RunRepository {
   readonly #refreshSummary: Statement<{ id: number }>;
   readonly #interrupt: Statement<{ id: number; now: string; failureReason: string }>;
   readonly #delete: Statement<[number]>;
+  readonly #requestControl: Statement<{ id: number; action: RunControlAction; now: string }>;
+  readonly #clearControl: Statement<[number]>;
+  readonly #pendingControl: Statement<[number], { action: RunControlAction | null; requestedAt: string | null }>;
   readonly #setStatusTx: (id: number, status: RunStatus, options: SetStatusOptions) => RunRecord;
   readonly #updateSummaryTx: (id: number, summary: Partial<RunSummary>) => RunRecord;
   readonly #markInterruptedTx: Transaction<(isAlive: OwnerCheck) => number[]>;
   readonly #claimTx: Transaction<(id: number, owner: RunOwner, isAlive: OwnerCheck) => RunRecord>;
+  readonly #takeControlTx: Transaction<(id: number) => RunControlAction | null>;
+  readonly #requestControlTx: Transaction<(id: number, action: RunControlAction, isAlive: OwnerCheck) => RunRecord | { goneOwner: number }>;
 
   constructor(ctx: StoreContext) {
     this.#ctx = ctx;
@@ -136,12 +150,15 @@ export class RunRepository {
          status = :status,
          started_at = CASE WHEN :status = 'running' THEN coalesce(started_at, :now) ELSE started_at END,
          ended_at = CASE WHEN :finished THEN :now ELSE NULL END,
-         failure_reason = :failureReason
+         failure_reason = :failureReason,
+         control_request = CASE WHEN :finished THEN NULL ELSE control_request END,
+         control_requested_at = CASE WHEN :finished THEN NULL ELSE control_requested_at END
        WHERE id = :id`,
     );
     this.#setOwner = db.prepare('UPDATE runs SET owner_pid = :ownerPid WHERE id = :id');
     this.#claim = db.prepare(
-      `UPDATE runs SET status = 'queued', owner_pid = :ownerPid, owner_start = :ownerStart, ended_at = NULL, failure_reason = NULL
+      `UPDATE runs SET status = 'queued', owner_pid = :ownerPid, owner_start = :ownerStart, ended_at = NULL, failure_reason = NULL,
+         control_request = NULL, control_requested_at = NULL
        WHERE id = :id`,
     );
     // What the stored metrics and checkpoints say, for a run whose process never wrote its summary
@@ -172,10 +189,17 @@ export class RunRepository {
       "SELECT id, owner_pid, owner_start FROM runs WHERE status IN ('queued', 'running', 'paused') AND owner_pid IS NOT NULL ORDER BY id",
     );
     this.#interrupt = db.prepare(
-      `UPDATE runs SET status = 'interrupted', ended_at = :now, failure_reason = :failureReason
+      `UPDATE runs SET status = 'interrupted', ended_at = :now, failure_reason = :failureReason, control_request = NULL, control_requested_at = NULL
        WHERE id = :id AND status IN ('queued', 'running', 'paused')`,
     );
     this.#delete = db.prepare('DELETE FROM runs WHERE id = ?');
+    // A pending cancel stays: a later pause or resume must not undo it before the owner reads it.
+    this.#requestControl = db.prepare(
+      `UPDATE runs SET control_request = CASE WHEN control_request = 'cancel' THEN 'cancel' ELSE :action END, control_requested_at = :now
+       WHERE id = :id`,
+    );
+    this.#clearControl = db.prepare('UPDATE runs SET control_request = NULL, control_requested_at = NULL WHERE id = ?');
+    this.#pendingControl = db.prepare('SELECT control_request AS action, control_requested_at AS requestedAt FROM runs WHERE id = ?');
 
     this.#setStatusTx = db.transaction((id: number, status: RunStatus, options: SetStatusOptions) => {
       const { changes } = this.#setStatus.run({
@@ -214,7 +238,7 @@ export class RunRepository {
     this.#claimTx = db.transaction((id: number, owner: RunOwner, isAlive: OwnerCheck) => {
       const row = this.#byId.get(id);
       if (row === undefined) throw notFound('run', id);
-      const live = row.status === 'queued' || row.status === 'running' || row.status === 'paused';
+      const live = isLive(row.status);
       const same = row.owner_pid === owner.pid && row.owner_start === owner.start;
       if (live && row.owner_pid !== null && !same && isAlive(row.owner_pid, row.owner_start)) {
         throw new QuadraError(
@@ -224,6 +248,29 @@ export class RunRepository {
         );
       }
       this.#claim.run({ id, ownerPid: owner.pid, ownerStart: owner.start });
+      return this.get(id);
+    });
+    this.#takeControlTx = db.transaction((id: number) => {
+      const action = this.#pendingControl.get(id)?.action ?? null;
+      if (action !== null) this.#clearControl.run(id);
+      return action;
+    });
+    this.#requestControlTx = db.transaction((id: number, action: RunControlAction, isAlive: OwnerCheck) => {
+      const row = this.#byId.get(id);
+      if (row === undefined) throw notFound('run', id);
+      if (!isLive(row.status)) {
+        throw new QuadraError('CONFLICT', `run ${id} is ${row.status}: only a queued, running or paused run can be ${DONE[action]}`, { runId: id, status: row.status });
+      }
+      if (row.owner_pid === null) {
+        throw new QuadraError('CONFLICT', `run ${id} is ${row.status} but records no process that trains it, so nothing can take a request to ${action} it`, { runId: id });
+      }
+      if (!isAlive(row.owner_pid, row.owner_start)) {
+        // The truth, stored before refusing: its process is gone, so the run is interrupted.
+        this.#interrupt.run({ id, now: ctx.now(), failureReason: `the process running it stopped unexpectedly (pid ${row.owner_pid})` });
+        this.#refreshSummary.run({ id });
+        return { goneOwner: row.owner_pid };
+      }
+      this.#requestControl.run({ id, action, now: ctx.now() });
       return this.get(id);
     });
   }
@@ -303,6 +350,37 @@ export class RunRepository {
   claim(id: number, owner: RunOwner, isAlive: OwnerCheck = ownerAlive): RunRecord {
     // IMMEDIATE: the owner read and the claim are one step no other writer can come between.
     return this.#ctx.write(`claim run ${id}`, () => this.#claimTx.immediate(id, owner, isAlive));
+  }
+
+  /**
+   * Asks the process that trains a live run to pause, resume or cancel it: the request is stored
+   * on the run's row, where its owner reads it (training-service checks twice a second). Refused
+   * for a run that is not queued, running or paused, or whose owner is gone (it is then marked
+   * 'interrupted'). A pending cancel is never replaced by a later pause or resume.
+   */
+  requestControl(id: number, action: RunControlAction, isAlive: OwnerCheck = ownerAlive): RunRecord {
+    // IMMEDIATE: the liveness check and the request are one step no other writer can come between.
+    const result = this.#ctx.write(`ask run ${id} to ${action}`, () => this.#requestControlTx.immediate(id, action, isAlive));
+    if ('goneOwner' in result) {
+      throw new QuadraError(
+        'CONFLICT',
+        `run ${id} cannot be ${DONE[action]}: the process that trained it (pid ${result.goneOwner}) has stopped, so it is now 'interrupted'; resume it to continue (quadra resume ${id}, or Resume in the app)`,
+        { runId: id, ownerPid: result.goneOwner },
+      );
+    }
+    return result;
+  }
+
+  /** The run's pending request, clearing it (its owner calls this, then applies it); null when none. */
+  takeControlRequest(id: number): RunControlAction | null {
+    // IMMEDIATE: a request written by another process between the read and the clear is never lost.
+    return this.#ctx.write(`take the control request of run ${id}`, () => this.#takeControlTx.immediate(id));
+  }
+
+  /** The run's pending request, left in place; null when none (or no such run). */
+  pendingControl(id: number): RunControlRequest | null {
+    const row = this.#ctx.read(`read the control request of run ${id}`, () => this.#pendingControl.get(id));
+    return row?.action && row.requestedAt ? { action: row.action, requestedAt: row.requestedAt } : null;
   }
 
   /** Rewrites the summary from the run's stored metrics and checkpoints (see #refreshSummary). */

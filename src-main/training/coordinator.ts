@@ -65,13 +65,29 @@ export interface ProgressSnapshot {
   epoch: number;
   stepInEpoch: number;
   stepsPerEpoch: number;
+  /** The latest step's loss. */
   trainLoss: number | null;
+  /** Measured at this step (an epoch's last, after it), else null: the next step clears it. */
   validationLoss: number | null;
   samplesPerSec: number | null;
   paused: boolean;
   elapsedS: number;
   workers: WorkerStats[];
   /** Mixed precision: the loss scale and the steps skipped for overflow (rank 0's, as last read). */
+  lossScale: number | null;
+  skippedSteps: number | null;
+}
+
+/** What one step measured: everything its metric point needs. */
+export interface StepResult {
+  step: number;
+  epoch: number;
+  stepInEpoch: number;
+  /** The global batch's loss (the shards' losses weighted by their rows). */
+  loss: LossParts;
+  /** This epoch's samples per second so far. */
+  samplesPerSec: number;
+  /** Mixed precision: the loss scale and the steps skipped for overflow so far (rank 0's). */
   lossScale: number | null;
   skippedSteps: number | null;
 }
@@ -94,8 +110,8 @@ export interface TrainingEvents {
   checkpoint?(request: CheckpointRequest): Promise<void> | void;
   status?(status: 'running' | 'paused'): void;
   workersReady?(workers: WorkerStats[], backend: BackendId): void;
-  /** After every step (cheap): for benchmarks that time steps exactly. */
-  stepEnd?(step: number, realSamples: number): void;
+  /** After every step (cheap): benchmarks time steps exactly; the training service records each step's loss. */
+  stepEnd?(step: number, realSamples: number, result: StepResult): void;
   /** With plan.profile: each worker's phase times (ms) for step `step` (numbered as stepEnd's), by rank. */
   stepPhases?(step: number, phases: Array<StepPhases | null>): void;
   /** After a completed run, before the workers stop (benchmarks time forward passes here). */
@@ -336,13 +352,14 @@ export class TrainingRun {
         }
         const loss = await work;
         step += 1;
-        this.#events.stepEnd?.(step, planned.realSamples);
         realSamples += planned.realSamples;
         epochSamples += planned.realSamples;
         epochLoss += loss.loss;
         epochSteps += 1;
-        const seconds = (performance.now() - epochStart) / 1000;
-        Object.assign(this.#snapshot, { step, epoch, stepInEpoch: k + 1, trainLoss: loss.loss, samplesPerSec: epochSamples / seconds });
+        const samplesPerSec = epochSamples / ((performance.now() - epochStart) / 1000);
+        Object.assign(this.#snapshot, { step, epoch, stepInEpoch: k + 1, trainLoss: loss.loss, validationLoss: null, samplesPerSec });
+        const { lossScale, skippedSteps } = this.#snapshot;
+        this.#events.stepEnd?.(step, planned.realSamples, { step, epoch, stepInEpoch: k + 1, loss, samplesPerSec, lossScale, skippedSteps });
       }
       startStep = 0;
       const validationLoss = await this.#guard(this.#validate());

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 import { QuadraError } from '../../src-shared/errors';
 import { decodeWire, encodeWire } from '../../src-shared/wire';
+import type { MonitorSource } from '../../src-main/hardware/gpu-monitor';
 import { startServer, type RunningServer } from '../../src-main/server/serve';
 import { UploadStore } from '../../src-main/server/uploads';
 import { WorkstationService } from '../../src-main/services/workstation';
@@ -22,7 +23,9 @@ export interface Workstation {
   close(): Promise<void>;
 }
 
-export async function startWorkstation(options: { maxUploadBytes?: number; maxMessageBytes?: number; uploadTtlMs?: number; host?: string } = {}): Promise<Workstation> {
+export async function startWorkstation(
+  options: { maxUploadBytes?: number; maxMessageBytes?: number; uploadTtlMs?: number; host?: string; monitor?: MonitorSource } = {},
+): Promise<Workstation> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'quadra-serve-test-'));
   const staticDir = path.join(dir, 'static');
   mkdirSync(staticDir);
@@ -39,6 +42,7 @@ export async function startWorkstation(options: { maxUploadBytes?: number; maxMe
     dataDir: dir,
     emit: (event, payload) => server?.emit(event, payload),
     uploads,
+    ...(options.monitor ? { monitor: options.monitor } : {}),
   });
   server = await startServer({
     api: service,

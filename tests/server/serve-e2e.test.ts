@@ -104,7 +104,8 @@ describe('quadra serve, end to end over the WebSocket', () => {
     expect(progress.length).toBeGreaterThan(0);
     expect((progress.at(-1)!.payload.workers as unknown[]).length).toBe(2);
     const notLive = await client.call('controlRun', { runId, action: 'pause' });
-    expect(notLive.error).toMatchObject({ code: 'NOT_FOUND' });
+    // Finished: not live anywhere, so there is no one to ask.
+    expect(notLive.error).toMatchObject({ code: 'CONFLICT', message: `run ${runId} is completed: only a queued, running or paused run can be paused` });
 
     const checkpoints = await client.call<Array<{ id: number; isBest: boolean }>>('listCheckpoints', { runId });
     expect(checkpoints.value).toHaveLength(2);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { MetricPoint } from '../../src-shared/records';
+import { DEFAULT_MAX_POINTS } from '../../src-main/store/metrics';
 import { expectIntegrityOk, expectQuadraError, NEW_RUN, testStore } from './helpers';
 
 const point = (runId: number, step: number, extra: Partial<MetricPoint> = {}): MetricPoint => ({
@@ -139,6 +140,32 @@ describe('metrics', () => {
     expect(store.metrics.range(runId, { fromStep: 1000, toStep: 1099, maxPoints: 500 })).toEqual(points.slice(999, 1099));
     expect(store.metrics.last(runId)?.step).toBe(50_000);
     expectIntegrityOk(store);
+  });
+
+  it("a point per step, as training writes them (batches; ticks' resource use and epochs' validation merged into their step), still reads back bounded", () => {
+    const { store, runId } = storeWithRun();
+    const STEPS = 20_000;
+    const EPOCH = 1000;
+    let batch: MetricPoint[] = [];
+    for (let step = 1; step <= STEPS; step++) {
+      batch.push(point(runId, step, { cpuPercent: null, rssBytes: null }));
+      if (step % 50 === 0) batch.push(point(runId, step, { trainLoss: null, samplesPerSec: null, cpuPercent: 75, rssBytes: 5000 }));
+      if (step % EPOCH === 0) batch.push(point(runId, step, { trainLoss: null, samplesPerSec: null, cpuPercent: null, rssBytes: null, validationLoss: step / EPOCH }));
+      if (step % 60 === 0 || step === STEPS) {
+        store.metrics.append(batch);
+        batch = [];
+      }
+    }
+    const all = store.metrics.range(runId, { maxPoints: STEPS });
+    expect(all).toHaveLength(STEPS);
+    expect(all[49]).toMatchObject({ step: 50, trainLoss: 1 / 50, cpuPercent: 75, rssBytes: 5000, validationLoss: null });
+    expect(all[EPOCH - 1]).toMatchObject({ step: EPOCH, trainLoss: 1 / EPOCH, validationLoss: 1 });
+    const curve = store.metrics.range(runId);
+    expect(curve.length).toBeLessThanOrEqual(DEFAULT_MAX_POINTS);
+    expect(curve.length).toBe(DEFAULT_MAX_POINTS);
+    // Every epoch's validation loss survives the averaging, in the bucket that holds its step.
+    expect(curve.filter((p) => p.validationLoss !== null).map((p) => p.validationLoss)).toEqual(Array.from({ length: STEPS / EPOCH }, (_, i) => i + 1));
+    expect(store.metrics.range(runId, { maxPoints: 100_000 })).toHaveLength(STEPS);
   });
 
   it('leaves sparse steps in fewer buckets, never more than maxPoints', () => {

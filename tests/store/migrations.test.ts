@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { initialMigration } from '../../src-main/store/migrations/0010-initial';
 import { runOwnerMigration } from '../../src-main/store/migrations/0020-run-owner';
 import { mixedPrecisionMetricsMigration } from '../../src-main/store/migrations/0030-mixed-precision-metrics';
+import { runControlMigration } from '../../src-main/store/migrations/0040-run-control';
 import { assertMigrationOrder, LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from '../../src-main/store/migrations/index';
 import { expectQuadraError, testStore } from './helpers';
 
@@ -103,7 +104,7 @@ describe('0010-initial on :memory:', () => {
   it('is applied by openStore in one transaction that sets user_version', () => {
     const store = testStore();
     expect(store.db.pragma('user_version', { simple: true })).toBe(LATEST_SCHEMA_VERSION);
-    expect(columns(store.db, 'runs')).toEqual([...columns(db, 'runs'), 'owner_start']);
+    expect(columns(store.db, 'runs')).toEqual([...columns(db, 'runs'), 'owner_start', 'control_request', 'control_requested_at']);
     expect(store.db.inTransaction).toBe(false);
   });
 });
@@ -134,5 +135,21 @@ describe('0030-mixed-precision-metrics on :memory:', () => {
     expect(mixedPrecisionMetricsMigration.version).toBe(30);
     expect(columns(db, 'metrics').slice(-2)).toEqual(['loss_scale', 'skipped_steps']);
     expect(db.prepare('SELECT train_loss, loss_scale, skipped_steps FROM metrics').all()).toEqual([{ train_loss: 0.5, loss_scale: null, skipped_steps: null }]);
+  });
+});
+
+describe('0040-run-control on :memory:', () => {
+  it("adds a run's pending control request and when it was asked, NULL for the runs already there; only pause, resume or cancel", () => {
+    const db = new Database(':memory:');
+    for (const migration of [initialMigration, runOwnerMigration, mixedPrecisionMetricsMigration]) migration.up(db);
+    db.prepare(`INSERT INTO runs (name, config, mode, backend, devices, workers, status, created_at, owner_pid) VALUES ('old', '{}', 'single', 'cpu', '[]', 1, 'running', '2025-01-01', 77)`).run();
+    runControlMigration.up(db);
+    expect(runControlMigration.version).toBe(40);
+    expect(MIGRATIONS.at(-1)).toBe(runControlMigration);
+    expect(columns(db, 'runs').slice(-2)).toEqual(['control_request', 'control_requested_at']);
+    expect(db.prepare('SELECT name, control_request, control_requested_at FROM runs').all()).toEqual([{ name: 'old', control_request: null, control_requested_at: null }]);
+    db.prepare("UPDATE runs SET control_request = 'pause', control_requested_at = '2025-01-02'").run();
+    expect(() => db.prepare("UPDATE runs SET control_request = 'explode'").run()).toThrow(/CHECK constraint failed/);
+    expect(db.prepare('SELECT control_request FROM runs').get()).toEqual({ control_request: 'pause' });
   });
 });

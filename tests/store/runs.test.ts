@@ -161,6 +161,58 @@ describe('runs', () => {
     expect(store.runs.markInterruptedRuns()).toEqual([gone]);
   });
 
+  it('takes a control request for a live run whose owner lives: stored for the owner to take once; a pending cancel stays', () => {
+    const store = testStore(':memory:', { now: steppingClock() });
+    const id = store.runs.create({ ...NEW_RUN, ownerPid: 200 }).id;
+    store.runs.setStatus(id, 'running');
+    const alive = (pid: number) => pid === 200;
+    expect(store.runs.pendingControl(id)).toBeNull();
+    expect(store.runs.takeControlRequest(id)).toBeNull();
+    // The request does not change the status: the owner does, once it applies it.
+    expect(store.runs.requestControl(id, 'pause', alive).status).toBe('running');
+    expect(store.runs.pendingControl(id)).toEqual({ action: 'pause', requestedAt: expect.stringMatching(/^2025-01-01T/) });
+    store.runs.requestControl(id, 'resume', alive);
+    expect(store.runs.pendingControl(id)?.action).toBe('resume');
+    expect(store.runs.takeControlRequest(id)).toBe('resume');
+    expect(store.runs.takeControlRequest(id)).toBeNull();
+    expect(store.runs.pendingControl(id)).toBeNull();
+    store.runs.requestControl(id, 'cancel', alive);
+    store.runs.requestControl(id, 'pause', alive);
+    expect(store.runs.pendingControl(id)?.action).toBe('cancel');
+    // A run that finishes drops what was asked of it; a resume's claim starts clean too.
+    store.runs.setStatus(id, 'cancelled');
+    expect(store.runs.pendingControl(id)).toBeNull();
+    const other = store.runs.create({ ...NEW_RUN, ownerPid: 200 }).id;
+    store.runs.setStatus(other, 'paused');
+    store.runs.requestControl(other, 'resume', alive);
+    store.runs.setStatus(other, 'interrupted');
+    store.runs.claim(other, { pid: 200, start: null }, alive);
+    expect(store.runs.pendingControl(other)).toBeNull();
+  });
+
+  it('refuses a control request for a run not live anywhere, saying why; a dead owner leaves the run interrupted', () => {
+    const store = testStore(':memory:', { now: steppingClock() });
+    const finished = store.runs.create({ ...NEW_RUN, ownerPid: 200 }).id;
+    store.runs.setStatus(finished, 'completed');
+    expectQuadraError(() => store.runs.requestControl(finished, 'pause', () => true), 'CONFLICT', `run ${finished} is completed: only a queued, running or paused run can be paused`);
+    expectQuadraError(() => store.runs.requestControl(404, 'cancel', () => true), 'NOT_FOUND', 'run 404 does not exist');
+    const unowned = store.runs.create({ ...NEW_RUN, ownerPid: null }).id;
+    store.runs.setStatus(unowned, 'running');
+    expectQuadraError(() => store.runs.requestControl(unowned, 'cancel', () => true), 'CONFLICT', 'records no process that trains it');
+    const orphan = store.runs.create({ ...NEW_RUN, ownerPid: 101 }).id;
+    store.runs.setStatus(orphan, 'running');
+    expectQuadraError(
+      () => store.runs.requestControl(orphan, 'resume', () => false),
+      'CONFLICT',
+      `run ${orphan} cannot be resumed: the process that trained it (pid 101) has stopped, so it is now 'interrupted'; resume it to continue (quadra resume ${orphan}`,
+    );
+    const interrupted = store.runs.get(orphan);
+    expect(interrupted.status).toBe('interrupted');
+    expect(interrupted.summary.failureReason).toBe('the process running it stopped unexpectedly (pid 101)');
+    expect(store.runs.pendingControl(orphan)).toBeNull();
+    expect(store.runs.pendingControl(finished)).toBeNull();
+  });
+
   it('removes a run with its metrics and checkpoints (cascade)', () => {
     const store = testStore();
     const keep = store.runs.create({ ...NEW_RUN, name: 'keep' }).id;

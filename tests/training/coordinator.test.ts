@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TrainingRun, type ProgressSnapshot } from '../../src-main/training/coordinator';
+import { TrainingRun, type ProgressSnapshot, type StepResult } from '../../src-main/training/coordinator';
 import type { EngineSnapshot } from '../../src-main/training/protocol';
 import { firstBitDifference, maxAbsDiff } from '../helpers/engine';
 import { F, plan, runCapturing } from '../helpers/training';
@@ -139,5 +139,40 @@ describe('data-parallel training (real worker processes)', () => {
     const resumed = await runCapturing(plan({ ...base, epochs: 2, start: { state: saved.state, ...saved.resumeAt } }));
     expect(resumed.outcome.step).toBe(full.outcome.step);
     expect(firstBitDifference(resumed.replicas[0]!.parameters, full.replicas[0]!.parameters)).toBe(-1);
+  });
+
+  it("reports every step's loss (stepEnd), each epoch's mean being theirs; validation shows in progress only at the step it was measured", async () => {
+    const steps: StepResult[] = [];
+    const epochs: Array<{ epoch: number; step: number; trainLoss: number; validationLoss: number | null }> = [];
+    const snapshots: ProgressSnapshot[] = [];
+    const run = new TrainingRun(plan({ workers: 1, backend: 'simd', epochs: 2 }), {
+      stepEnd: (step, realSamples, result) => {
+        expect(result.step).toBe(step);
+        expect(realSamples).toBe(16);
+        steps.push(result);
+      },
+      epochEnd: (summary) => epochs.push(summary),
+      progress: (s) => snapshots.push(s),
+    });
+    const outcome = await run.run();
+    expect(outcome.status).toBe('completed');
+    const perEpoch = Math.floor(230 / 16);
+    expect(steps.map((s) => s.step)).toEqual(Array.from({ length: 2 * perEpoch }, (_, i) => i + 1));
+    expect(steps.map((s) => [s.epoch, s.stepInEpoch])).toEqual(steps.map((_, i) => [Math.floor(i / perEpoch) + 1, (i % perEpoch) + 1]));
+    for (const s of steps) {
+      expect(Number.isFinite(s.loss.loss) && s.loss.loss > 0).toBe(true);
+      expect(s.samplesPerSec).toBeGreaterThan(0);
+      expect(s.lossScale).toBeNull();
+    }
+    for (const e of epochs) {
+      let sum = 0;
+      for (const s of steps.filter((s) => s.epoch === e.epoch)) sum += s.loss.loss;
+      expect(e.trainLoss).toBe(sum / perEpoch);
+      expect(e.step).toBe(e.epoch * perEpoch);
+    }
+    // The final report stands after the last epoch's validation; any report between steps has none.
+    expect(snapshots.at(-1)).toMatchObject({ step: 2 * perEpoch, validationLoss: epochs[1]!.validationLoss });
+    expect(epochs[1]!.validationLoss).not.toBeNull();
+    for (const s of snapshots) if (s.validationLoss !== null) expect(s.stepInEpoch).toBe(perEpoch);
   });
 });

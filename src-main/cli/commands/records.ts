@@ -1,3 +1,4 @@
+import { RUN_CONTROL_ACTIONS, type RunControlAction } from '../../../src-shared/api';
 import type { RunRecord } from '../../../src-shared/records';
 import { loadDatasetFile } from '../../data/dataset-file';
 import { mkdirSync } from 'node:fs';
@@ -6,6 +7,8 @@ import { readCheckpointFile, writeFileAtomic, type CheckpointContents } from '..
 import { EXPORT_FORMATS, type ExportFormat } from '../../engine/export/formats';
 import { exportStoredCheckpoint, formatFromPath } from '../../services/export-service';
 import { importedRecord } from '../../services/datasets';
+import { requestRunControl } from '../../services/training-service';
+import type { Store } from '../../store/database';
 import { importCheckpointBytes } from '../../services/workstation';
 import { UsageError, type CommandSpec, type Parsed } from '../args';
 import { DB_OPTION, JSON_OPTION, openCliStore } from '../common';
@@ -13,11 +16,12 @@ import { formatBytes, type Output } from '../output';
 
 export const runsSpec: CommandSpec = {
   name: 'runs',
-  summary: 'List training runs, or show one (config, status, summary, checkpoints, recent metrics).',
-  usage: 'quadra runs [list|show ID] [--limit N] [--db FILE] [--json]',
+  summary:
+    'List training runs, or show one (config, status, summary, checkpoints, recent metrics); pause, resume or cancel a live one, whichever process trains it (quadra train, the app, quadra serve).',
+  usage: 'quadra runs [list|show ID|pause ID|resume ID|cancel ID] [--limit N] [--db FILE] [--json]',
   options: { limit: { kind: 'int', description: 'newest N runs (default 50)', max: 100_000, placeholder: 'N' }, db: DB_OPTION, json: JSON_OPTION },
   positionals: [
-    { name: 'list|show', required: false },
+    { name: 'list|show|pause|resume|cancel', required: false },
     { name: 'ID', required: false },
   ],
 };
@@ -80,7 +84,8 @@ export async function runs({ options, positionals }: Parsed, output: Output): Pr
       }
       return 0;
     }
-    if (sub !== 'show') throw new UsageError(`unknown subcommand '${sub}' (list or show)`);
+    if ((RUN_CONTROL_ACTIONS as readonly string[]).includes(sub)) return await controlRun(store, idArgument(id, 'ID'), sub as RunControlAction, output);
+    if (sub !== 'show') throw new UsageError(`unknown subcommand '${sub}' (list, show, pause, resume or cancel)`);
     const run = store.runs.get(idArgument(id, 'ID'));
     const checkpoints = store.checkpoints.listByRun(run.id);
     const metrics = store.metrics.range(run.id, { maxPoints: 20 });
@@ -94,6 +99,21 @@ export async function runs({ options, positionals }: Parsed, output: Output): Pr
   } finally {
     store.close();
   }
+}
+
+/** How long `quadra runs pause` waits for the process training the run to take the request (it looks twice a second). */
+const CONTROL_WAIT_MS = 5000;
+
+/** Asks the process that trains the run, through the database, and says what became of it. */
+async function controlRun(store: Store, runId: number, action: RunControlAction, output: Output): Promise<number> {
+  const { run, taken } = await requestRunControl(store, runId, action, { waitMs: CONTROL_WAIT_MS });
+  if (output.json) return output.out(JSON.stringify({ ...run, action, taken })), 0;
+  const owner = run.ownerPid === null ? 'its process' : `its process (pid ${run.ownerPid})`;
+  if (!taken) output.out(`run ${run.id}: asked to ${action}; ${owner} has not taken the request yet, and will when it next looks`);
+  else if (action === 'cancel' && (run.status === 'running' || run.status === 'paused' || run.status === 'queued')) {
+    output.out(`run ${run.id}: cancelling — ${owner} stops it after the current step and keeps a checkpoint`);
+  } else output.out(`run ${run.id}: ${run.status}`);
+  return 0;
 }
 
 const ORIGIN_LABELS: Record<CheckpointContents['origin'], string> = {

@@ -26,7 +26,7 @@ export async function serve({ options }: Parsed, output: Output): Promise<number
   const maxUploadMiB = options['max-upload-mib'] as number | undefined;
   let uploads!: UploadStore;
   let emit: WorkstationDeps['emit'] = () => undefined;
-  const { store, service } = createWorkstation({
+  const { store, service, close } = createWorkstation({
     databaseFile: options.db as string | undefined,
     hardware,
     emit: (event, payload) => emit(event, payload),
@@ -46,7 +46,7 @@ export async function serve({ options }: Parsed, output: Output): Promise<number
   } catch (error) {
     // A busy port and the like: the message says which and what to do; nothing was started.
     uploads.close();
-    store.close();
+    await close();
     throw error;
   }
   emit = server.emit;
@@ -64,9 +64,11 @@ export async function serve({ options }: Parsed, output: Output): Promise<number
     process.once('SIGTERM', () => resolve());
   });
   output.note('stopping…');
+  // Live runs stop after their step (each keeps a checkpoint) while clients still hear of it.
   await service.shutdown();
   await server.close();
   uploads.close();
-  store.close();
+  // Then the offload thread and the database.
+  await close();
   return 0;
 }

@@ -136,7 +136,7 @@ async function withLiveRun(output: Output, start: (ctx: Omit<ServiceContext, 'st
         live = run;
         if (!output.json) output.note(`run ${runId}: ${run.plan.mode}, ${run.plan.workers} worker${run.plan.workers > 1 ? 's' : ''}, backend ${run.plan.backend}, global batch ${run.plan.config.batchSize}`);
       },
-      onProgress: (_runId, s) => {
+      onProgress: (s) => {
         const total = s.stepsPerEpoch * (live?.plan.epochs ?? 1);
         const done = (s.epoch - 1) * s.stepsPerEpoch + s.stepInEpoch;
         const loss = s.trainLoss === null ? '' : ` loss ${s.trainLoss.toFixed(5)}`;

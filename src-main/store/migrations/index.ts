@@ -3,6 +3,7 @@ import { QuadraError } from '../../../src-shared/errors';
 import { initialMigration } from './0010-initial';
 import { runOwnerMigration } from './0020-run-owner';
 import { mixedPrecisionMetricsMigration } from './0030-mixed-precision-metrics';
+import { runControlMigration } from './0040-run-control';
 import type { Migration } from './migration';
 
 export type { Migration } from './migration';
@@ -23,7 +24,12 @@ export function assertMigrationOrder(migrations: readonly Migration[]): readonly
   return migrations;
 }
 
-export const MIGRATIONS: readonly Migration[] = assertMigrationOrder([initialMigration, runOwnerMigration, mixedPrecisionMetricsMigration]);
+export const MIGRATIONS: readonly Migration[] = assertMigrationOrder([
+  initialMigration,
+  runOwnerMigration,
+  mixedPrecisionMetricsMigration,
+  runControlMigration,
+]);
 
 /** The schema version this app writes. */
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]!.version;
