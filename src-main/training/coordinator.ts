@@ -1,6 +1,7 @@
 import type { BackendId, EngineConfig } from '../../src-shared/engine-config';
 import { QuadraError, toErrorData, type ErrorData } from '../../src-shared/errors';
 import type { RunMode } from '../../src-shared/records';
+import { MAX_SHARED_MEMORY_WORKERS } from '../../src-shared/run-config';
 import { EpochSampler, gatherRows, type LastBatch, type PlannedStep } from '../data/sampler';
 import type { GpuSituation } from '../engine/backends';
 import type { LossParts, StepPhases } from '../engine/kernel';
@@ -8,7 +9,7 @@ import type { EngineSnapshot, WorkerMemory } from './protocol';
 import { buildLayout } from '../engine/layout';
 import { ADAPTER_ENV } from '../engine/webgpu-adapters';
 import { createExchange } from './file-exchange';
-import { abortSharedExchange, createSharedExchange, MAX_SHARED_EXCHANGE_WORKERS, type SharedExchangeLayout } from './shared-exchange';
+import { abortSharedExchange, createSharedExchange, type SharedExchangeLayout } from './shared-exchange';
 import { abortChunkExchange, createChunkExchange, type ChunkExchangeLayout } from './chunk-exchange';
 import { probeSimd } from '../engine/simd/module';
 import { planSimdSharedMemory } from '../engine/simd/shared-memory';
@@ -194,11 +195,11 @@ export class TrainingRun {
         field: 'workers',
       });
     }
-    if (plan.workers > 1 && usesSharedMemory(plan) && plan.workers > MAX_SHARED_EXCHANGE_WORKERS) {
+    if (plan.workers > 1 && usesSharedMemory(plan) && plan.workers > MAX_SHARED_MEMORY_WORKERS) {
       throw new QuadraError(
         'INVALID_ARGUMENT',
-        `the ${plan.backend} backend trains at most ${MAX_SHARED_EXCHANGE_WORKERS} workers (its shared-memory gradient exchange), got ${plan.workers}`,
-        { field: 'workers', max: MAX_SHARED_EXCHANGE_WORKERS },
+        `the ${plan.backend} backend trains at most ${MAX_SHARED_MEMORY_WORKERS} workers (its shared-memory gradient exchange), got ${plan.workers}`,
+        { field: 'workers', max: MAX_SHARED_MEMORY_WORKERS },
       );
     }
     return new EpochSampler({
@@ -339,16 +340,18 @@ export class TrainingRun {
           this.#prefetch(planned, step);
           work = this.#guard(this.#step(step));
         }
-        // The next step's data goes out now, while this step computes.
-        if (k + 1 < steps) this.#prefetch(this.#sampler.step(epoch, k + 1), step + 1);
-        else if (epoch < plan.epochs) this.#prefetch(this.#sampler.step(epoch + 1, 0), step + 1);
+        const next = k + 1 < steps ? this.#sampler.step(epoch, k + 1) : epoch < plan.epochs ? this.#sampler.step(epoch + 1, 0) : null;
         // Where workers apply their own updates (one worker, or the shared-memory all-reduce), the
-        // next step's request is queued behind this one, so no worker idles for the round trip
-        // through this thread. Not across an epoch end (validation and checkpoints come first),
-        // nor while pausing or cancelling: those take effect once the queued step is done.
+        // next step's request goes out now with its data, queued behind this one, so no worker
+        // idles for the round trip through this thread (one message per worker and step). Not
+        // across an epoch end (validation and checkpoints come first), nor while pausing or
+        // cancelling: those take effect once the queued step is done. Otherwise the next step's
+        // data alone goes out now, while this step computes.
         if (this.#pipelined() && k + 1 < steps && !this.#paused && !this.#cancelled) {
-          ahead = this.#guard(this.#step(step + 1));
+          ahead = this.#guard(this.#step(step + 1, next));
           ahead.catch(() => undefined);
+        } else if (next) {
+          this.#prefetch(next, step + 1);
         }
         const loss = await work;
         step += 1;
@@ -380,9 +383,11 @@ export class TrainingRun {
   }
 
   /** One synchronous data-parallel step: gradients from every shard, weighted mean, same update everywhere. */
-  async #step(step: number): Promise<LossParts> {
+  /** `planned`: the step's data travels with the request (unless it went ahead already). */
+  async #step(step: number, planned: PlannedStep | null = null): Promise<LossParts> {
+    const batches = planned && !this.#sentBatches.has(step) ? this.#batchesOf(planned, step) : null;
     // One worker applies its own gradients; several write theirs to the shared exchange.
-    const replies = await Promise.all(this.#workers.map((w) => w.request({ type: 'compute', step }, 'gradients')));
+    const replies = await Promise.all(this.#workers.map((w) => w.request({ type: 'compute', step, ...(batches?.[w.rank] ? { batch: batches[w.rank] } : {}) }, 'gradients')));
     const totalRows = replies.reduce((sum, r) => sum + r.rows, 0);
     const scaler = replies[0]?.scaler;
     if (scaler) Object.assign(this.#snapshot, { lossScale: scaler.scale, skippedSteps: scaler.skippedSteps });
@@ -410,12 +415,17 @@ export class TrainingRun {
 
   #prefetch(planned: PlannedStep, step: number): void {
     if (this.#sentBatches.has(step)) return;
+    for (const [rank, batch] of this.#batchesOf(planned, step).entries()) if (batch) this.#workers[rank]!.post({ type: 'batch', step, ...batch });
+  }
+
+  /** Each rank's rows of a step, gathered once: the step is marked sent. */
+  #batchesOf(planned: PlannedStep, step: number): Array<{ rows: number; data: Float32Array } | undefined> {
     this.#sentBatches.add(step);
     this.#sentBatches.delete(step - 2);
     const width = this.plan.config.model.fieldSize;
-    for (const shard of planned.shards) {
-      this.#workers[shard.rank]!.post({ type: 'batch', step, rows: shard.rows.length, data: gatherRows(this.plan.data, width, shard.rows) });
-    }
+    const batches: Array<{ rows: number; data: Float32Array } | undefined> = [];
+    for (const shard of planned.shards) batches[shard.rank] = { rows: shard.rows.length, data: gatherRows(this.plan.data, width, shard.rows) };
+    return batches;
   }
 
   /** Validation loss on rank 0, in chunks of the global batch; null when there is no validation split. */

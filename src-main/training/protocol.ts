@@ -41,9 +41,10 @@ export type ToWorker =
   /**
    * Compute gradients on the step's batch. With one worker it applies them at once; with a file
    * exchange it writes them to its slot and waits for 'apply'; with a shared-memory exchange the
-   * workers reduce among themselves and apply, and the reply says `applied`.
+   * workers reduce among themselves and apply, and the reply says `applied`. `batch`: the step's
+   * data with the request (a pipelined step), else it came ahead in a 'batch' message.
    */
-  | { type: 'compute'; seq: number; step: number }
+  | { type: 'compute'; seq: number; step: number; batch?: { rows: number; data: Float32Array } }
   /** Reduce every worker's slot with these weights (shard sizes / global batch) and update. */
   | { type: 'apply'; seq: number; weights: number[] }
   | { type: 'evaluate'; seq: number; rows: number; data: Float32Array }

@@ -141,7 +141,7 @@ export function serveWorker(channel: ParentChannel<ToWorker, FromWorker>, host: 
       case 'compute': {
         const e = requireEngine();
         const kernel: ModelKernel = e.kernel;
-        const batch = await waitForBatch(message.step);
+        const batch = message.batch ? { ...message.batch, waitedMs: 0 } : await waitForBatch(message.step);
         const start = performance.now();
         const phases: StepPhases | null = profiling ? { betweenSteps: lastStepEnd > 0 ? start - lastStepEnd : 0 } : null;
         kernel.profilePhases?.(phases);

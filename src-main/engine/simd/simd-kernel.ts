@@ -30,6 +30,8 @@ interface KernelExports {
   sharedEnd(): number;
   refreshTransposeRows(matrix: number, r0: number, r1: number): void;
   trainBackwardField(rows: number): void;
+  reduceTablePtr(): number;
+  reduceAdamw(n: number, start: number, end: number, beta1: number, oneMinusBeta1: number, beta2: number, oneMinusBeta2: number, decayFactor: number, stepSize: number, invSqrtBc2: number, eps: number): void;
   trainBackwardSpiking(rows: number): void;
   writeConstants(): void;
   parameterCount(): number;
@@ -50,6 +52,9 @@ interface KernelExports {
   forward(rows: number, smooth: number): void;
   adamw(start: number, end: number, beta1: number, oneMinusBeta1: number, beta2: number, oneMinusBeta2: number, decayFactor: number, stepSize: number, invSqrtBc2: number, eps: number): void;
 }
+
+/** AdamW's per-step scalars, in the kernel's argument order: β1, 1−β1, β2, 1−β2, decay factor, step size, 1/√bc2, ε. */
+type AdamwScalars = [number, number, number, number, number, number, number, number];
 
 const PAGE = 65536;
 /** wasm32's ceiling (4 GiB), minus a page: what memory.grow can reach at most. */
@@ -93,6 +98,8 @@ export class SimdKernel implements SyncModelKernel {
   #memory: WebAssembly.Memory;
   #placement: SimdMemoryPlacement | null;
   #ownBytes = 0;
+  /** The weights last written into the all-reduce table (updateChunk rewrites it when they change). */
+  #tableWeights: readonly number[] | null = null;
   #capacity = 0;
   #base: number;
   #fieldStep = 0;
@@ -251,13 +258,20 @@ export class SimdKernel implements SyncModelKernel {
     if (!this.#placement) throw new QuadraError('INTERNAL', 'updateChunk: this simd kernel is not in a shared memory');
     const { start, end } = chunk;
     const n = gradientAddresses.length;
-    for (let r = 0; r < n; r++) {
-      const mode = n === 1 ? 3 : r === 0 ? 0 : r === n - 1 ? 2 : 1;
-      this.#x.reduceTerm(gradientAddresses[r]!, weights[r]!, mode, start, end);
+    if (weights !== this.#tableWeights) {
+      const at = this.#x.reduceTablePtr();
+      const addresses = new Uint32Array(this.#memory.buffer, at, 2 * n);
+      const values = new Float32Array(this.#memory.buffer, at, 2 * n);
+      for (let r = 0; r < n; r++) {
+        addresses[2 * r] = gradientAddresses[r]!;
+        values[2 * r + 1] = weights[r]!;
+      }
+      this.#tableWeights = weights;
     }
     // A chunk lies wholly in the field or the spiking part (each has its own AdamW step count).
     const step = start >= this.layout.fieldCount ? this.#spikeStep + 1 : this.#fieldStep + 1;
-    this.#adamw(start, end, step, opt);
+    // The sum over every rank's gradients feeds AdamW directly (the same bits as reduceTerm, then adamw).
+    this.#adamwWith((...scalars) => this.#x.reduceAdamw(n, start, end, ...scalars), step, opt);
     if (chunk.matrix >= 0) this.#x.refreshTransposeRows(chunk.matrix, chunk.rows[0], chunk.rows[1]);
   }
 
@@ -383,10 +397,12 @@ export class SimdKernel implements SyncModelKernel {
   }
 
   #adamw(start: number, end: number, step: number, o: OptimizerConfig): void {
-    // The same scalars as the host AdamW (computed in double), then float32 arithmetic like PyTorch's.
-    this.#x.adamw(
-      start,
-      end,
+    this.#adamwWith((...scalars) => this.#x.adamw(start, end, ...scalars), step, o);
+  }
+
+  /** AdamW's scalars for `step`: the same as the host AdamW (computed in double), then float32 arithmetic like PyTorch's. */
+  #adamwWith(run: (...scalars: AdamwScalars) => void, step: number, o: OptimizerConfig): void {
+    run(
       o.beta1,
       1 - o.beta1,
       o.beta2,

@@ -41,6 +41,10 @@ let RES: usize = 0;
 let P: usize = 0; let MOM: usize = 0; let VEL: usize = 0; let G: usize = 0;
 let WT0: usize = 0; let WT4: usize = 0; let WTd0: usize = 0; let WTd4: usize = 0;
 let WTf1: usize = 0; let WTf2: usize = 0; let WTf3: usize = 0;
+// Weights the backward multiplies input gradients by, kept packed for the GEMM (as packB would).
+let WP4: usize = 0; let WPd0: usize = 0; let WPd4: usize = 0; let WPf2: usize = 0; let WPf3: usize = 0;
+// The all-reduce's table: (gradient address, weight) per rank, for reduceAdamw.
+let TABLE: usize = 0;
 let X: usize = 0; let Y: usize = 0; let DY: usize = 0;
 let XH1: usize = 0; let GG1: usize = 0; let R1: usize = 0; let MK1: usize = 0; let D1: usize = 0;
 let XH2: usize = 0; let GG2: usize = 0; let R2: usize = 0; let A2: usize = 0;
@@ -117,6 +121,7 @@ function placeShared(base: usize): usize {
   P = region(NP); MOM = region(NP); VEL = region(NP);
   WT0 = region(F * H); WT4 = region(H * H2); WTd0 = region(H2 * H); WTd4 = region(H * F);
   WTf1 = region(F * S); WTf2 = region(S * S); WTf3 = region(S * F);
+  WP4 = region(H2 * H); WPd0 = region(H * H2); WPd4 = region(F * H); WPf2 = region(S * S); WPf3 = region(F * S);
   return cursor;
 }
 
@@ -131,6 +136,7 @@ function placeOwn(base: usize, capacity: i32): usize {
   CONST = region(K_COUNT * 4);
   SHUF = region(64);
   RES = region(16);
+  TABLE = region(2 * MAX_RANKS);
   // All-reduce scratch: a peer's gradients (copied in by JS) and the running weighted sum.
   RED = region(NP); ACC = region(NP);
   IDX = region(max(S, F) + 4);
@@ -166,6 +172,10 @@ export function configure(fieldSize: i32, hidden: i32, spiking: i32, steps: i32,
 }
 
 let SHARED_END: usize = 0;
+
+/** Ranks the all-reduce table holds. */
+const MAX_RANKS = 256;
+export function reduceTablePtr(): usize { return TABLE; }
 
 /**
  * configure() for one worker of a memory shared by several (the shared-memory build, whose memory
@@ -476,19 +486,56 @@ function transposePacked(N: i32, K: i32, w: usize, dst: usize, r0: i32, r1: i32)
   }
 }
 
+/** packB for rows [r0, r1) of B [K, N] (row stride N): the packed copy of a weight, refreshed a range at a time. */
+function packRows(K: i32, N: i32, b: usize, out: usize, r0: i32, r1: i32): void {
+  const panels = N >> 3;
+  const panelBytes = <usize>K << 5;
+  const tail = out + <usize>panels * panelBytes;
+  const lb = <usize>N << 2;
+  for (let k = r0; k < r1; k++) {
+    const row = b + <usize>k * lb;
+    let o = out + (<usize>k << 5);
+    for (let p = 0; p < panels; p++) {
+      const src = row + (<usize>p << 5);
+      v128.store(o, v128.load(src));
+      v128.store(o, v128.load(src, 16), 16);
+      o += panelBytes;
+    }
+    if (N & 4) v128.store(tail + (<usize>k << 4), v128.load(row + (<usize>panels << 5)));
+  }
+}
+
+/** C[M, N] = A[M, K]·W[K, N] for a weight the backward keeps packed (wp): no packing per call. */
+function gemmW(M: i32, N: i32, K: i32, a: usize, w: usize, wp: usize, c: usize): void {
+  if (M > 4) gemmPacked(M, N, K, a, K, 1, wp, c, N, 0, 0);
+  else gemm(M, N, K, a, K, 1, w, N, c, N, 0, 0);
+}
+
 /**
- * The Wᵀ copy of weight matrix `m` for its rows [r0, r1): 0–3 the field network's Linear layers
+ * The Wᵀ copy of weight matrix `m` for its rows [r0, r1) (and the packed copy the backward
+ * multiplies by, for all but the first layer of each network): 0–3 the field network's Linear layers
  * (encoder.0, encoder.4, decoder.0, decoder.4), 4–6 the spiking ones (fc1, fc2, fc3). Rows come in
  * units of 8 for 0–4 (packed panels) and 4 for 5–6.
  */
 export function refreshTransposeRows(m: i32, r0: i32, r1: i32): void {
   if (m == 0) transposePacked(H, F, P + (<usize>oW0 << 2), WT0, r0, r1);
-  else if (m == 1) transposePacked(H2, H, P + (<usize>oW4 << 2), WT4, r0, r1);
-  else if (m == 2) transposePacked(H, H2, P + (<usize>oWd0 << 2), WTd0, r0, r1);
-  else if (m == 3) transposePacked(F, H, P + (<usize>oWd4 << 2), WTd4, r0, r1);
-  else if (m == 4) transposePacked(S, F, P + (<usize>oF1w << 2), WTf1, r0, r1);
-  else if (m == 5) transpose(S, S, P + (<usize>oF2w << 2), WTf2, r0, r1);
-  else if (m == 6) transpose(F, S, P + (<usize>oF3w << 2), WTf3, r0, r1);
+  else if (m == 1) {
+    transposePacked(H2, H, P + (<usize>oW4 << 2), WT4, r0, r1);
+    packRows(H2, H, P + (<usize>oW4 << 2), WP4, r0, r1);
+  } else if (m == 2) {
+    transposePacked(H, H2, P + (<usize>oWd0 << 2), WTd0, r0, r1);
+    packRows(H, H2, P + (<usize>oWd0 << 2), WPd0, r0, r1);
+  } else if (m == 3) {
+    transposePacked(F, H, P + (<usize>oWd4 << 2), WTd4, r0, r1);
+    packRows(F, H, P + (<usize>oWd4 << 2), WPd4, r0, r1);
+  } else if (m == 4) transposePacked(S, F, P + (<usize>oF1w << 2), WTf1, r0, r1);
+  else if (m == 5) {
+    transpose(S, S, P + (<usize>oF2w << 2), WTf2, r0, r1);
+    packRows(S, S, P + (<usize>oF2w << 2), WPf2, r0, r1);
+  } else if (m == 6) {
+    transpose(F, S, P + (<usize>oF3w << 2), WTf3, r0, r1);
+    packRows(F, S, P + (<usize>oF3w << 2), WPf3, r0, r1);
+  }
 }
 
 /** Refreshes the Wᵀ copies: the field weights, and the spiking ones with `spiking`. */
@@ -967,11 +1014,11 @@ function spikingBackward(rows: i32): void {
   store<f64>(RES + 24, 0);
   lifBackward(rows * F, S3, M3, DRATES, 1, DU3, th, dec);
   // ds2 = du3·fc3 ([TB,F]·[F,S]); dfc3 = du3ᵀ·s2; db3 = Σ du3
-  gemm(TB, S, F, DU3, F, 1, P + (<usize>oF3w << 2), S, DS2, S, 0, 0);
+  gemmW(TB, S, F, DU3, P + (<usize>oF3w << 2), WPf3, DS2);
   gemm(F, S, TB, DU3, 1, F, S2, S, G + (<usize>oF3w << 2), S, 0, 0);
   colsum(TB, F, DU3, G + (<usize>oF3b << 2), 0);
   lifBackward(rows * S, S2, M2, DS2, 0, DS2, th, dec);
-  gemm(TB, S, S, DS2, S, 1, P + (<usize>oF2w << 2), S, DS1, S, 0, 0);
+  gemmW(TB, S, S, DS2, P + (<usize>oF2w << 2), WPf2, DS1);
   gemm(S, S, TB, DS2, 1, S, S1, S, G + (<usize>oF2w << 2), S, 0, 0);
   colsum(TB, S, DS2, G + (<usize>oF2b << 2), 0);
   lifBackward(rows * S, S1, M1, DS1, 0, DS1, th, dec);
@@ -1028,15 +1075,15 @@ function fieldBackward(rows: i32): void {
   // decoder.4: dW = dyᵀ·d3, db = Σ dy, d(d3) = dy·W
   gemm(F, H, rows, DY, 1, F, D3, H, gp(oWd4), H, 0, 0);
   colsum(rows, F, DY, gp(oBd4), 0);
-  gemm(rows, H, F, DY, F, 1, pp(oWd4), H, BA, H, 0, 0);
+  gemmW(rows, H, F, DY, pp(oWd4), WPd4, BA);
   layerNormGeluBackward(rows, H, BA, XH3, GG3, R3, MK3, pp(oGd1), gp(oGd1), gp(oBed1));
   gemm(H, H2, rows, BA, 1, H, A2, H2, gp(oWd0), H2, 0, 0);
   colsum(rows, H, BA, gp(oBd0), 0);
-  gemm(rows, H2, H, BA, H, 1, pp(oWd0), H2, BB, H2, 0, 0);
+  gemmW(rows, H2, H, BA, pp(oWd0), WPd0, BB);
   layerNormGeluBackward(rows, H2, BB, XH2, GG2, R2, 0, pp(oG5), gp(oG5), gp(oBe5));
   gemm(H2, H, rows, BB, 1, H2, D1, H, gp(oW4), H, 0, 0);
   colsum(rows, H2, BB, gp(oB4), 0);
-  gemm(rows, H, H2, BB, H2, 1, pp(oW4), H, BA, H, 0, 0);
+  gemmW(rows, H, H2, BB, pp(oW4), WP4, BA);
   layerNormGeluBackward(rows, H, BA, XH1, GG1, R1, MK1, pp(oG1), gp(oG1), gp(oBe1));
   gemm(H, F, rows, BA, 1, H, X, F, gp(oW0), F, 0, 0);
   colsum(rows, H, BA, gp(oB0), 0);
@@ -1095,6 +1142,53 @@ export function forward(rows: i32, smooth: i32): void {
   reconstruction(rows, 0);
   spikingForward(rows, 0, smooth);
   spikeLoss(rows * F, 0, 0);
+}
+
+/**
+ * The all-reduce and AdamW of [start, end) in one pass (kernels in one shared memory): the gradient
+ * is Σ_r w_r·g_r over the n (address, weight) pairs in TABLE, summed in rank order exactly as
+ * reduceTerm's sequence does (w_0·g_0, then + w_r·g_r), then AdamW as adamw() — the same bits,
+ * without writing the sum out and reading it back.
+ */
+export function reduceAdamw(n: i32, start: i32, end: i32, beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, decayFactor: f32, stepSize: f32, invSqrtBc2: f32, eps: f32): void {
+  const b1 = f32x4.splat(beta1);
+  const c1 = f32x4.splat(oneMinusBeta1);
+  const b2 = f32x4.splat(beta2);
+  const c2 = f32x4.splat(oneMinusBeta2);
+  const df = f32x4.splat(decayFactor);
+  const ss = f32x4.splat(stepSize);
+  const ib = f32x4.splat(invSqrtBc2);
+  const ep = f32x4.splat(eps);
+  const src0 = <usize>load<u32>(TABLE);
+  const w0 = f32x4.splat(load<f32>(TABLE, 4));
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    const o = <usize>i << 2;
+    let g = f32x4.mul(w0, v128.load(src0 + o));
+    for (let r = 1; r < n; r++) {
+      const t = TABLE + (<usize>r << 3);
+      g = f32x4.add(g, f32x4.mul(f32x4.splat(load<f32>(t, 4)), v128.load(<usize>load<u32>(t) + o)));
+    }
+    const m = f32x4.add(f32x4.mul(b1, v128.load(MOM + o)), f32x4.mul(c1, g));
+    const v = f32x4.add(f32x4.mul(b2, v128.load(VEL + o)), f32x4.mul(c2, f32x4.mul(g, g)));
+    v128.store(MOM + o, m);
+    v128.store(VEL + o, v);
+    const denom = f32x4.add(f32x4.mul(f32x4.sqrt(v), ib), ep);
+    v128.store(P + o, f32x4.sub(f32x4.mul(v128.load(P + o), df), f32x4.div(f32x4.mul(ss, m), denom)));
+  }
+  for (; i < end; i++) {
+    const o = <usize>i << 2;
+    let g = load<f32>(TABLE, 4) * load<f32>(src0 + o);
+    for (let r = 1; r < n; r++) {
+      const t = TABLE + (<usize>r << 3);
+      g = g + load<f32>(t, 4) * load<f32>(<usize>load<u32>(t) + o);
+    }
+    const m = beta1 * load<f32>(MOM + o) + oneMinusBeta1 * g;
+    const v = beta2 * load<f32>(VEL + o) + oneMinusBeta2 * g * g;
+    store<f32>(MOM + o, m);
+    store<f32>(VEL + o, v);
+    store<f32>(P + o, load<f32>(P + o) * decayFactor - (stepSize * m) / (Mathf.sqrt(v) * invSqrtBc2 + eps));
+  }
 }
 
 /**
