@@ -14,7 +14,7 @@ function npyFile(header: string, data: Uint8Array = new Uint8Array(0), version =
   const headerBytes = new TextEncoder().encode(header);
   const lengthBytes = version[0] === 1 ? 2 : 4;
   const out = new Uint8Array(8 + lengthBytes + headerBytes.length + data.length);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, version[0], version[1]]);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, version[0]!, version[1]!]);
   const view = new DataView(out.buffer);
   if (lengthBytes === 2) view.setUint16(8, headerBytes.length, true);
   else view.setUint32(8, headerBytes.length, true);

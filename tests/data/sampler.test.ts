@@ -87,7 +87,7 @@ describe('EpochSampler', () => {
     expect(new Set(rows)).toEqual(new Set(trainingRows(100)));
     expect(rows.slice(100)).toEqual(rows.slice(0, 4));
 
-    const last = steps[12];
+    const last = steps[12]!;
     expect(last.realSamples).toBe(4);
     expect(last.shards.map((shard) => shard.realRows)).toEqual([3, 1, 0]);
     expect(steps.reduce((total, step) => total + step.realSamples, 0)).toBe(100);
@@ -117,7 +117,7 @@ describe('EpochSampler', () => {
     const fresh = sampler({ lastBatch: 'wrap' });
     // Jump between epochs so the cached permutation is replaced and rebuilt.
     for (const [epoch, k] of [[2, 7], [0, 12], [1, 0], [2, 0], [0, 3], [1, 12]]) {
-      expect(fresh.step(epoch, k)).toEqual(planned[epoch][k]);
+      expect(fresh.step(epoch!, k!)).toEqual(planned[epoch!]![k!]);
     }
   });
 
@@ -132,7 +132,7 @@ describe('EpochSampler', () => {
     const indices = trainingRows(16);
     const s = new EpochSampler({ indices, globalBatch: 4, workers: 2, seed: 3, lastBatch: 'drop' });
     const before = s.step(0, 1);
-    s.step(0, 0).shards[0].rows.fill(999);
+    s.step(0, 0).shards[0]!.rows.fill(999);
     indices.fill(0);
     expect(s.step(0, 1)).toEqual(before);
   });

@@ -4,7 +4,7 @@ import { shuffleInPlace, splitTrainValidation, uniformIndex } from '../../src-ma
 import { Rng } from '../../src-main/engine/random';
 
 function isAscending(values: Uint32Array): boolean {
-  return values.every((value, i) => i === 0 || values[i - 1] < value);
+  return values.every((value, i) => i === 0 || values[i - 1]! < value);
 }
 
 describe('splitTrainValidation', () => {
@@ -85,7 +85,7 @@ describe('shuffleInPlace / uniformIndex', () => {
   it('draws every index with about equal frequency', () => {
     const rng = new Rng(5);
     const counts = new Array<number>(7).fill(0);
-    for (let i = 0; i < 70_000; i++) counts[uniformIndex(rng, 7)]++;
+    for (let i = 0; i < 70_000; i++) counts[uniformIndex(rng, 7)]! += 1;
     for (const count of counts) expect(Math.abs(count - 10_000)).toBeLessThan(500);
   });
 });

@@ -39,7 +39,7 @@ describe('textToFeatures', () => {
 
     const expected = (words: string[]): number[] => {
       const out = new Array<number>(width).fill(0);
-      for (const word of words) out[fnv1a32(word) % width] += 1 / words.length;
+      for (const word of words) out[fnv1a32(word) % width]! += 1 / words.length;
       return Array.from(Float32Array.from(out));
     };
     expect(row(features, width, 0)).toEqual(expected(['the', 'cat']));

@@ -133,11 +133,10 @@ describe('serializeSafetensors / parseSafetensors round trip', () => {
     const bytes = serializeSafetensors([{ name: 'w', shape: [values.length], data: values }], {}, { dtype: 'F16' });
     const tensor = parseSafetensors(bytes, FILE).tensors.get('w')!;
     expect(tensor.dtype).toBe('F16');
-    for (let i = 0; i < values.length; i++) {
-      const value = values[i];
+    for (const [i, value] of values.entries()) {
       // Half precision has 11 significant bits; subnormals have an absolute step of 2^-24.
       const tolerance = Math.max(Math.abs(value) * 2 ** -11, 2 ** -25);
-      expect(Math.abs(tensor.data[i] - value)).toBeLessThanOrEqual(tolerance);
+      expect(Math.abs(tensor.data[i]! - value)).toBeLessThanOrEqual(tolerance);
     }
     expect(Object.is(tensor.data[1], -0)).toBe(true);
     expect(tensor.data[6]).toBe(65504);
