@@ -1,5 +1,6 @@
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
+import { MAX_WORKERS } from '../src-shared/run-config';
 import { quadraCli, saveDownload, uiSkipReason, useUi } from './helpers';
 
 /**
@@ -26,7 +27,7 @@ describe.skipIf(why !== null)(`the Benchmarks and Checkpoints views in Chromium$
     }
     await page.fill('#suite-workers', '0');
     expect(await page.locator('#suite-workers').getAttribute('aria-invalid')).toBe('true');
-    expect(await page.locator('#suite-workers-error').innerText()).toContain('from 1 to 64');
+    expect(await page.locator('#suite-workers-error').innerText()).toContain(`from 1 to ${MAX_WORKERS}`);
     await page.fill('#suite-workers', '1');
     await page.fill('#suite-batches', '16');
     await page.fill('#suite-warmup', '1');

@@ -31,7 +31,7 @@ describe.skipIf(why !== null)(`Electron smoke test${why ? ` (skipped: ${why})` :
       const window = await app.firstWindow();
       expect(await window.title()).toBe('Quadra Matrix Workstation');
       const exposed = await window.evaluate(() => Object.keys((globalThis as { quadra?: object }).quadra ?? {}).sort());
-      expect(exposed).toEqual(['invoke', 'on']);
+      expect(exposed).toEqual(['invoke', 'on', 'saveFile']);
       const nodeVisible = await window.evaluate(() => typeof (globalThis as { require?: unknown }).require);
       expect(nodeVisible).toBe('undefined');
       await window.waitForSelector('.backends li');

@@ -4,6 +4,7 @@ import { unzipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { decodeCheckpoint } from '../src-main/engine/checkpoint';
+import { formatBytes } from '../src-shared/format';
 import { quadraCli, ROOT, saveDownload, uiSkipReason, useUi } from './helpers';
 
 /**
@@ -33,6 +34,8 @@ describe.skipIf(why !== null)(`exporting checkpoints from the UI${why ? ` (skipp
     const safetensors = await exportAs(page, 'safetensors');
     expect(safetensors.name).toMatch(/\.safetensors$/);
     expect(decodeCheckpoint(safetensors.bytes, safetensors.name).model.hiddenSize).toBe(16);
+    // Serve mode: the browser downloads it (the desktop app's save dialog is tests/electron/save-file.test.ts).
+    await expect.poll(() => page.locator('.notice.exported').innerText()).toBe(`Exported ${safetensors.name} (${formatBytes(safetensors.bytes.length)})`);
 
     await page.locator('label.format select').selectOption('onnx');
     await page.screenshot({ path: path.join(shots, 'checkpoints-export.png') });

@@ -127,4 +127,33 @@ describe.skipIf(why !== null)(`the Monitor view in Chromium${why ? ` (skipped: $
     expect(await page.locator('section[aria-label="Last 5 minutes"] canvas').count()).toBe(1);
     await page.close();
   }, 30_000);
+
+  it('each tab has its own interval: 250 ms chosen by keyboard in one, the default 1 s in another', async () => {
+    const fast = await browser!.newPage();
+    const slow = await browser!.newPage();
+    const fastSamples = countSamples(fast);
+    const slowSamples = countSamples(slow);
+    await Promise.all([fast.goto(`${withoutGpus}#monitor`), slow.goto(`${withoutGpus}#monitor`)]);
+    await Promise.all([fast.locator('.live time').waitFor({ timeout: 15_000 }), slow.locator('.live time').waitFor({ timeout: 15_000 })]);
+    const select = fast.locator('label.interval select');
+    expect(await select.inputValue()).toBe('1000');
+    expect((await fast.locator('label.interval').innerText()).trim()).toMatch(/^Update every/);
+    // From 1 s, two options up is 250 ms.
+    await select.focus();
+    await fast.keyboard.press('ArrowUp');
+    await fast.keyboard.press('ArrowUp');
+    expect(await select.inputValue()).toBe('250');
+
+    await fast.waitForTimeout(600);
+    const [fastBefore, slowBefore] = [fastSamples.count, slowSamples.count];
+    await fast.waitForTimeout(4000);
+    const fastGot = fastSamples.count - fastBefore;
+    const slowGot = slowSamples.count - slowBefore;
+    // About 16 and 4: timers jitter, so the bounds are loose, but far apart.
+    expect(fastGot).toBeGreaterThanOrEqual(11);
+    expect(slowGot).toBeGreaterThanOrEqual(2);
+    expect(slowGot).toBeLessThanOrEqual(6);
+    await fast.close();
+    await slow.close();
+  }, 40_000);
 });

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { quadraCli, startRun, uiSkipReason, useUi } from './helpers';
+import { quadraCli, ROOT, startRun, uiSkipReason, useUi } from './helpers';
 
 /**
  * The Runs view in Debian's headless Chromium against a real `quadra serve`: a run's detail, the
@@ -94,4 +96,52 @@ describe.skipIf(why !== null)(`the Runs view in Chromium${why ? ` (skipped: ${wh
     expect(await page.getByRole('button', { name: 'Pause' }).isDisabled()).toBe(true);
     await page.close();
   }, 60_000);
+
+  it('pauses, resumes and cancels a run that `quadra train` trains in another process, through the database', async () => {
+    const trainer = spawn(process.execPath, [path.join(ROOT, 'src-main/cli/quadra.mjs'), 'train', '--epochs', '500', '--name', 'elsewhere', ...COMMON, '--dataset', 'synthetic:512', '--db', ui.db], {
+      cwd: ROOT,
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) => trainer.once('exit', resolve));
+    try {
+      const page = await openRuns();
+      const row = page.locator('tbody tr', { hasText: 'elsewhere' });
+      await expect.poll(async () => {
+        await page.getByRole('button', { name: 'Refresh' }).click();
+        return (await row.count()) > 0 && (await row.innerText()).includes('running');
+      }, { timeout: 30_000, interval: 500 }).toBe(true);
+      await row.click();
+      await expect.poll(() => page.locator('h1').innerText()).toBe('elsewhere');
+
+      // No events come from another process: the detail reads the run every 2 s.
+      const workers = page.locator('section[aria-label="Workers"]');
+      await expect.poll(() => workers.innerText(), { timeout: 10_000 }).toContain('Trained by another process');
+      const counter = page.locator('.step-counter');
+      const stepNow = async () => Number((await counter.innerText()).replace(/,/g, ''));
+      const first = await stepNow();
+      await expect.poll(stepNow, { timeout: 10_000 }).toBeGreaterThan(first);
+
+      const status = page.locator('.view-header .status');
+      await page.getByRole('button', { name: 'Pause' }).click();
+      await expect.poll(() => status.innerText(), { timeout: 10_000 }).toBe('paused');
+      // The poll after the pause may still bring the steps made before it took effect; then nothing moves.
+      await page.waitForTimeout(2500);
+      const pausedAt = await stepNow();
+      await page.waitForTimeout(4500);
+      expect(await stepNow()).toBe(pausedAt);
+
+      await page.getByRole('button', { name: 'Resume' }).click();
+      await expect.poll(() => status.innerText(), { timeout: 10_000 }).toBe('running');
+      await expect.poll(stepNow, { timeout: 10_000 }).toBeGreaterThan(pausedAt);
+
+      await page.getByRole('button', { name: 'Cancel' }).click();
+      await expect.poll(() => status.innerText(), { timeout: 20_000 }).toBe('cancelled');
+      expect(await page.getByRole('button', { name: 'Pause' }).isDisabled()).toBe(true);
+      await exited;
+      await page.close();
+    } finally {
+      if (trainer.exitCode === null) trainer.kill('SIGINT');
+      await exited;
+    }
+  }, 90_000);
 });

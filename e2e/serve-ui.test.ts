@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_META } from '../src-shared/content-security-policy';
 import { quadraCli, uiSkipReason, useUi } from './helpers';
 
 /**
@@ -9,6 +10,24 @@ const why = uiSkipReason();
 
 describe.skipIf(why !== null)(`the workstation UI in Chromium${why ? ` (skipped: ${why})` : ''}`, () => {
   const ui = useUi('ui');
+
+  it('carries the one Content-Security-Policy, as its header and as the first <meta> of the built page, and breaks nothing under it', async () => {
+    const { page, errors } = await ui.newPage();
+    const violations: string[] = [];
+    page.on('console', (message) => {
+      if (message.type() === 'error' && /Content.Security.Policy/i.test(message.text())) violations.push(message.text());
+    });
+    const response = await page.goto(`${ui.url}#hardware`);
+    expect(response?.headers()['content-security-policy']).toBe(CONTENT_SECURITY_POLICY);
+    const meta = page.locator('head > meta:first-child');
+    expect(await meta.getAttribute('http-equiv')).toBe('Content-Security-Policy');
+    expect(await meta.getAttribute('content')).toBe(CONTENT_SECURITY_POLICY_META);
+    await page.waitForSelector('.connection.open');
+    await expect.poll(() => page.locator('.backends li').count(), { timeout: 20_000 }).toBe(6);
+    expect(violations).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
 
   it('shows the hardware, each backend with its reason, and the recommendation', async () => {
     const { page } = await ui.open('hardware');

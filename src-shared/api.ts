@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { BENCHMARK_BACKENDS, type PytorchAvailability } from './benchmarks';
+import { BENCHMARK_BACKENDS, BENCHMARK_SUITE_LIMITS, type PytorchAvailability } from './benchmarks';
 import { SPIKE_GRADIENTS } from './engine-config';
 import { QuadraError, toErrorData, type ErrorData } from './errors';
 import type { HardwareInfo } from './hardware';
@@ -26,6 +26,7 @@ export const MIN_MONITOR_INTERVAL_MS = 250;
 export const MAX_MONITOR_INTERVAL_MS = 10_000;
 export const DEFAULT_MONITOR_INTERVAL_MS = 1000;
 const bytes = z.instanceof(Uint8Array);
+const suiteNumber = (field: keyof typeof BENCHMARK_SUITE_LIMITS) => z.number().int().min(BENCHMARK_SUITE_LIMITS[field].min).max(BENCHMARK_SUITE_LIMITS[field].max);
 /** An opaque id from serve mode's `POST /upload`; the server alone knows where its file lies. */
 export const UPLOAD_ID_PATTERN = /^[0-9a-f]{32}$/;
 const uploadId = z.string().regex(UPLOAD_ID_PATTERN, 'expected the id answered by POST /upload (32 hex digits)');
@@ -68,13 +69,13 @@ export const API_REQUESTS = {
     name: z.string().min(1).max(200),
     /** Our backends and 'pytorch'; worker counts do not apply to pytorch (see suiteConfigurations). */
     backends: z.array(z.enum(BENCHMARK_BACKENDS)).min(1),
-    workerCounts: z.array(z.number().int().min(1).max(64)).min(1),
-    batchSizes: z.array(z.number().int().min(1).max(65_536)).min(1),
+    workerCounts: z.array(suiteNumber('workers')).min(1),
+    batchSizes: z.array(suiteNumber('batchSize')).min(1),
     spikeGradient: z.enum(SPIKE_GRADIENTS).optional(),
     precision: z.enum(['fp32', 'mixed']).optional(),
-    warmup: z.number().int().min(0).max(10_000).optional(),
-    iterations: z.number().int().min(1).max(100_000).optional(),
-    repeats: z.number().int().min(1).max(100).optional(),
+    warmup: suiteNumber('warmup').optional(),
+    iterations: suiteNumber('iterations').optional(),
+    repeats: suiteNumber('repeats').optional(),
   }),
   /** Whether a Python with torch is found, for the suite form (imports torch once: about a second). */
   getPytorchAvailability: z.object({}),
@@ -206,8 +207,21 @@ export async function dispatchCall(api: WorkstationApi, method: unknown, request
   }
 }
 
-/** What the Electron preload exposes as window.quadra (contextBridge): calls and event subscriptions. */
+/** A file the page made (an exported checkpoint, benchmark results) for the desktop app to save: a name to suggest, never a path. */
+export interface SaveFileRequest {
+  fileName: string;
+  bytes: Uint8Array;
+}
+
+/** Where the desktop app wrote a file, as the user chose it in the save dialog. */
+export interface SavedFile {
+  path: string;
+}
+
+/** What the Electron preload exposes as window.quadra (contextBridge): calls, event subscriptions and the save dialog. */
 export interface QuadraBridge {
   invoke(method: ApiMethod, request: unknown): Promise<ApiResult<unknown>>;
   on(event: ApiEvent, listener: (payload: unknown) => void): () => void;
+  /** Shows the native save dialog and writes the file there; null when the user cancelled. */
+  saveFile(request: SaveFileRequest): Promise<ApiResult<SavedFile | null>>;
 }

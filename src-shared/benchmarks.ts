@@ -1,4 +1,5 @@
 import { BACKEND_IDS, type BackendId } from './engine-config';
+import { MAX_WORKERS } from './run-config';
 
 /**
  * What a benchmark suite can measure: our backends, and PyTorch running the same model
@@ -12,6 +13,19 @@ export type BenchmarkBackend = BackendId | typeof PYTORCH;
 export function isBenchmarkBackend(value: unknown): value is BenchmarkBackend {
   return (BENCHMARK_BACKENDS as readonly unknown[]).includes(value);
 }
+
+/**
+ * A suite's number fields, each from min to max: API_REQUESTS.runBenchmarkSuite validates with
+ * them and the renderer's suite form checks its fields with them. Worker counts share the run's
+ * bound, so a benchmark can measure any worker count a run may have.
+ */
+export const BENCHMARK_SUITE_LIMITS = {
+  workers: { min: 1, max: MAX_WORKERS },
+  batchSize: { min: 1, max: 65_536 },
+  warmup: { min: 0, max: 10_000 },
+  iterations: { min: 1, max: 100_000 },
+  repeats: { min: 1, max: 100 },
+} as const;
 
 /** The cheap answer to "can this machine measure PyTorch?", for the suite form. */
 export interface PytorchAvailability {

@@ -8,8 +8,28 @@ import type { BackendId, SpikeGradient } from './engine-config';
 export const RUN_STATUSES = ['queued', 'running', 'paused', 'completed', 'cancelled', 'failed', 'diverged', 'interrupted'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
+/**
+ * Statuses in which a process owns the run: it may still train, takes pause, resume and cancel, and
+ * cannot be resumed elsewhere until it stops. The store (its claim, control and interrupt checks),
+ * the CLI and the renderer (live view, Checkpoints) all ask isLiveStatus.
+ */
+export const LIVE_RUN_STATUSES = ['queued', 'running', 'paused'] as const satisfies readonly RunStatus[];
+
 /** Statuses a run does not leave on its own: reaching one stamps `endedAt`. */
 export const FINISHED_RUN_STATUSES = ['completed', 'cancelled', 'failed', 'diverged', 'interrupted'] as const satisfies readonly RunStatus[];
+
+type LiveRunStatus = (typeof LIVE_RUN_STATUSES)[number];
+type FinishedRunStatus = (typeof FINISHED_RUN_STATUSES)[number];
+/** Compile-time check that every status is live or finished, never both. */
+export const RUN_STATUSES_SPLIT: [Exclude<RunStatus, LiveRunStatus | FinishedRunStatus>, LiveRunStatus & FinishedRunStatus] extends [never, never] ? true : never = true;
+
+export function isLiveStatus(status: RunStatus): boolean {
+  return (LIVE_RUN_STATUSES as readonly RunStatus[]).includes(status);
+}
+
+export function isFinishedStatus(status: RunStatus): boolean {
+  return (FINISHED_RUN_STATUSES as readonly RunStatus[]).includes(status);
+}
 
 export const RUN_MODES = ['single', 'multi-cpu', 'multi-gpu'] as const;
 export type RunMode = (typeof RUN_MODES)[number];
@@ -57,6 +77,8 @@ export interface RunRecord {
   endedAt: string | null;
   /** The process that runs it; a run whose owner died is marked 'interrupted'. */
   ownerPid: number | null;
+  /** A pause, resume or cancel asked through the database that the run's owner has not yet taken (it looks twice a second). */
+  controlRequest: 'pause' | 'resume' | 'cancel' | null;
   summary: RunSummary;
 }
 

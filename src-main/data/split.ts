@@ -1,4 +1,5 @@
 import { QuadraError } from '../../src-shared/errors';
+import { DEFAULT_VALIDATION_FRACTION, validationRowCount } from '../../src-shared/run-config';
 import { Rng } from '../engine/random';
 
 export interface TrainValidationSplit {
@@ -8,29 +9,17 @@ export interface TrainValidationSplit {
   validation: Uint32Array;
 }
 
-export const MAX_VALIDATION_FRACTION = 0.9;
-
 /**
- * Seeded split: the first round(rows·fraction) rows of a permutation become validation. At least
- * one validation row when fraction > 0 and there are ≥ 2 rows, and always at least one training
- * row. Integer-only arithmetic on the Rng stream, so every machine gets the same split.
+ * Seeded split: the first validationRowCount(rows, fraction) rows of a permutation become
+ * validation (the count the wizard previews). Integer-only arithmetic on the Rng stream, so every
+ * machine gets the same split.
  */
-export function splitTrainValidation(rows: number, validationFraction = 0.1, seed = 42): TrainValidationSplit {
-  if (!Number.isSafeInteger(rows) || rows < 1 || rows > 0xffffffff) {
-    throw new QuadraError('INVALID_ARGUMENT', `validation split: row count must be a whole number ≥ 1, got ${rows}`, { rows });
+export function splitTrainValidation(rows: number, validationFraction = DEFAULT_VALIDATION_FRACTION, seed = 42): TrainValidationSplit {
+  if (rows > 0xffffffff) {
+    throw new QuadraError('INVALID_ARGUMENT', `validation split: at most ${0xffffffff} rows (row numbers are Uint32), got ${rows}`, { rows });
   }
-  if (!(validationFraction >= 0 && validationFraction <= MAX_VALIDATION_FRACTION)) {
-    throw new QuadraError(
-      'INVALID_ARGUMENT',
-      `validation fraction must be between 0 and ${MAX_VALIDATION_FRACTION}, got ${validationFraction}`,
-      { field: 'validationFraction', value: validationFraction },
-    );
-  }
+  const validationRows = validationRowCount(rows, validationFraction);
   checkSeed(seed);
-
-  let validationRows = Math.round(rows * validationFraction);
-  if (validationFraction > 0 && rows >= 2) validationRows = Math.max(1, validationRows);
-  validationRows = Math.min(validationRows, rows - 1);
 
   const order = identity(rows);
   shuffleInPlace(order, Rng.derive(seed, 0x5911));

@@ -1,5 +1,5 @@
 import { QuadraError } from '../../src-shared/errors';
-import { MAX_SYNTHETIC_ROWS } from '../../src-shared/run-config';
+import { MAX_SYNTHETIC_ROWS, SyntheticRowsSchema } from '../../src-shared/run-config';
 import { Rng } from '../engine/random';
 
 /** Rows whose values are N(0, std²), seeded (the reference trained on N(0, 0.1²) noise). */
@@ -15,7 +15,7 @@ export function parseSyntheticSpec(spec: string): number {
     throw new QuadraError('INVALID_ARGUMENT', `--dataset: expected synthetic:N (N rows of N(0, 0.1²) data), got '${spec}'`, { field: 'dataset' });
   }
   const rows = match[1] === undefined ? 1024 : Number(match[1]);
-  if (!Number.isSafeInteger(rows) || rows < 1 || rows > MAX_SYNTHETIC_ROWS) {
+  if (!SyntheticRowsSchema.safeParse(rows).success) {
     throw new QuadraError('INVALID_ARGUMENT', `--dataset: synthetic row count must be between 1 and ${MAX_SYNTHETIC_ROWS}, got ${match[1]}`, { field: 'dataset' });
   }
   return rows;

@@ -1,7 +1,8 @@
-import { ipcMain, type IpcMainInvokeEvent, type WebContents } from 'electron';
+import { BrowserWindow, dialog, ipcMain, type IpcMainInvokeEvent, type WebContents } from 'electron';
 import { dispatchCall, type ApiCaller, type ApiEvent, type ApiResult, type WorkstationApi, type WorkstationEvents } from '../../src-shared/api';
-import { IPC_EVENT, IPC_INVOKE } from '../../src-shared/ipc';
-import { QuadraError, toErrorData } from '../../src-shared/errors';
+import { IPC_EVENT, IPC_INVOKE, IPC_SAVE_FILE } from '../../src-shared/ipc';
+import { saveFileHandler } from './save-file';
+import { refuseForeignSender } from './sender-check';
 
 /**
  * The main-process end of the contract: one handler for every WorkstationApi method, reached only
@@ -20,17 +21,26 @@ export function registerApi(api: WorkstationApi, isOurFrame: (url: string) => bo
     return caller;
   };
   const handle = async (event: IpcMainInvokeEvent, method: unknown, request: unknown): Promise<ApiResult<unknown>> => {
-    let frameUrl = '';
-    try {
-      frameUrl = event.senderFrame?.url ?? '';
-    } catch {
-      // A frame gone since it sent the request: refused below like any other.
-    }
-    if (!isOurFrame(frameUrl)) return { ok: false, error: toErrorData(new QuadraError('UNSUPPORTED', `refused a request from ${frameUrl || 'an unknown frame'}`)) };
-    return dispatchCall(api, method, request, callerOf(event.sender));
+    return refuseForeignSender(event, isOurFrame) ?? dispatchCall(api, method, request, callerOf(event.sender));
   };
   ipcMain.handle(IPC_INVOKE, handle);
   return () => ipcMain.removeHandler(IPC_INVOKE);
+}
+
+/**
+ * The save dialog's channel (src-main/electron/save-file.ts): the same sender check, the dialog
+ * parented to the asking window and opened in `defaultFolder()` (the user's Downloads).
+ */
+export function registerSaveFile(isOurFrame: (url: string) => boolean, defaultFolder: () => string): () => void {
+  const handle = saveFileHandler<IpcMainInvokeEvent>(isOurFrame, (event) => {
+    const window = BrowserWindow.fromWebContents(event.sender);
+    return {
+      showSaveDialog: (options) => (window ? dialog.showSaveDialog(window, options) : dialog.showSaveDialog(options)),
+      defaultFolder: defaultFolder(),
+    };
+  });
+  ipcMain.handle(IPC_SAVE_FILE, handle);
+  return () => ipcMain.removeHandler(IPC_SAVE_FILE);
 }
 
 /** The page now shown in `contents`, as a client: events to it alone, and its end (closed, reloaded or navigated away). */

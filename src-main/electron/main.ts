@@ -1,10 +1,11 @@
 import { app, BrowserWindow, dialog, session, webContents } from 'electron';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CONTENT_SECURITY_POLICY } from '../../src-shared/content-security-policy';
 import { createWorkstation } from '../services/create-workstation';
 import { withBackendTransports } from '../training/transport';
 import { WINDOW_ICON_PATH } from './icon';
-import { broadcast, registerApi } from './ipc';
+import { broadcast, registerApi, registerSaveFile } from './ipc';
 import { isWorkerWindow, rendererTransport } from './renderer-transport';
 import { utilityTransport } from './utility-transport';
 
@@ -17,8 +18,6 @@ import { utilityTransport } from './utility-transport';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RENDERER = path.join(here, '../renderer/index.html');
 const rendererUrl = pathToFileURL(RENDERER).href;
-const CONTENT_SECURITY_POLICY =
-  "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'";
 
 // Chromium on Linux offers WebGPU (the webgpu workers' windows) only behind these switches.
 if (process.platform === 'linux') {
@@ -49,7 +48,10 @@ async function start(): Promise<void> {
     transport: withBackendTransports(utilityTransport(path.join(here, 'worker-main.mjs')), { webgpu: rendererTransport(path.join(here, 'gpu-worker.html')) }),
     emit: (event, payload) => broadcast(webContents.getAllWebContents(), event, payload),
   });
-  registerApi(service, (url) => url.startsWith(rendererUrl));
+  const isOurFrame = (url: string) => url.startsWith(rendererUrl);
+  registerApi(service, isOurFrame);
+  // Exports are saved where the user chooses in the native dialog; the page never names a path.
+  registerSaveFile(isOurFrame, () => app.getPath('downloads'));
 
   // No remote content: every request the page makes must be to a file of ours.
   session.defaultSession.webRequest.onBeforeRequest((details, callback) => {

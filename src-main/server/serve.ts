@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { dispatchCall, type ApiCaller, type ApiEvent, type ApiResult, type WorkstationApi, type WorkstationEvents } from '../../src-shared/api';
+import { CONTENT_SECURITY_POLICY } from '../../src-shared/content-security-policy';
 import { QuadraError, type ErrorData } from '../../src-shared/errors';
 import { decodeWire, encodeWire } from '../../src-shared/wire';
 import type { UploadStore } from './uploads';
@@ -305,7 +306,7 @@ function serveStatic(dir: string | null, pathname: string, res: ServerResponse):
 }
 
 function securityHeaders(res: ServerResponse): void {
-  res.setHeader('Content-Security-Policy', "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
+  res.setHeader('Content-Security-Policy', CONTENT_SECURITY_POLICY);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Referrer-Policy', 'no-referrer');
   res.setHeader('Cache-Control', 'no-store');

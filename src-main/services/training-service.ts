@@ -6,6 +6,7 @@ import type { HardwareInfo } from '../../src-shared/hardware';
 import { metricPointOf, type RunProgress } from '../../src-shared/progress';
 import type { MetricPoint, RunMode, RunRecord } from '../../src-shared/records';
 import {
+  DEFAULT_VALIDATION_FRACTION,
   parseOrThrow,
   parseRunConfig,
   TrainingRequestSchema,
@@ -80,7 +81,7 @@ export async function startTraining(input: TrainingRequestInput, ctx: ServiceCon
     engine,
     epochs: request.epochs,
     dataset: typeof request.dataset === 'string' ? request.dataset : `dataset ${request.dataset.datasetId}`,
-    validationFraction: request.validationFraction ?? 0.1,
+    validationFraction: request.validationFraction ?? DEFAULT_VALIDATION_FRACTION,
     lastBatch: request.lastBatch ?? 'drop',
     checkpointEveryEpochs: request.checkpointEveryEpochs ?? 5,
     keepLastCheckpoints: request.keepLastCheckpoints ?? 3,

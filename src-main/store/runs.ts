@@ -3,7 +3,9 @@ import type { RunControlAction } from '../../src-shared/api';
 import type { BackendId } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
 import {
-  FINISHED_RUN_STATUSES,
+  isFinishedStatus,
+  isLiveStatus,
+  LIVE_RUN_STATUSES,
   RUN_MODES,
   RUN_STATUSES,
   type RunMode,
@@ -67,13 +69,14 @@ interface RunRow {
   steps: number;
   epochs: number;
   failure_reason: string | null;
+  control_request: RunControlAction | null;
 }
 
 type SummaryParams = { [K in keyof RunSummary]: RunSummary[K] } & { id: number };
 
 const COLUMNS = `id, name, config, mode, backend, devices, workers, dataset_id, status, created_at, started_at, ended_at,
   owner_pid, owner_start, best_validation_loss, best_train_loss, last_train_loss, last_validation_loss, samples_per_sec, duration_s,
-  steps, epochs, failure_reason`;
+  steps, epochs, failure_reason, control_request`;
 
 function toRecord(row: RunRow): RunRecord {
   return {
@@ -90,6 +93,7 @@ function toRecord(row: RunRow): RunRecord {
     startedAt: row.started_at,
     endedAt: row.ended_at,
     ownerPid: row.owner_pid,
+    controlRequest: row.control_request,
     summary: {
       bestValidationLoss: row.best_validation_loss,
       bestTrainLoss: row.best_train_loss,
@@ -105,8 +109,8 @@ function toRecord(row: RunRow): RunRecord {
 }
 
 
-const isFinished = (status: RunStatus) => (FINISHED_RUN_STATUSES as readonly RunStatus[]).includes(status);
-const isLive = (status: RunStatus) => status === 'queued' || status === 'running' || status === 'paused';
+/** The live statuses for SQL's `status IN (SELECT value FROM json_each(:live))`: bound as a parameter, never spliced in. */
+const LIVE = JSON.stringify(LIVE_RUN_STATUSES);
 const DONE: Record<RunControlAction, string> = { pause: 'paused', resume: 'resumed', cancel: 'cancelled' };
 
 export class RunRepository {
@@ -117,10 +121,10 @@ export class RunRepository {
   readonly #setStatus: Statement<{ id: number; status: RunStatus; now: string; finished: number; failureReason: string | null }>;
   readonly #setOwner: Statement<{ id: number; ownerPid: number | null }>;
   readonly #setSummary: Statement<SummaryParams>;
-  readonly #ownedActive: Statement<[], { id: number; owner_pid: number; owner_start: string | null }>;
+  readonly #ownedActive: Statement<{ live: string }, { id: number; owner_pid: number; owner_start: string | null }>;
   readonly #claim: Statement<{ id: number; ownerPid: number; ownerStart: string | null }>;
   readonly #refreshSummary: Statement<{ id: number }>;
-  readonly #interrupt: Statement<{ id: number; now: string; failureReason: string }>;
+  readonly #interrupt: Statement<{ id: number; now: string; failureReason: string; live: string }>;
   readonly #delete: Statement<[number]>;
   readonly #requestControl: Statement<{ id: number; action: RunControlAction; now: string }>;
   readonly #clearControl: Statement<[number]>;
@@ -186,11 +190,11 @@ export class RunRepository {
        WHERE id = :id`,
     );
     this.#ownedActive = db.prepare(
-      "SELECT id, owner_pid, owner_start FROM runs WHERE status IN ('queued', 'running', 'paused') AND owner_pid IS NOT NULL ORDER BY id",
+      'SELECT id, owner_pid, owner_start FROM runs WHERE status IN (SELECT value FROM json_each(:live)) AND owner_pid IS NOT NULL ORDER BY id',
     );
     this.#interrupt = db.prepare(
       `UPDATE runs SET status = 'interrupted', ended_at = :now, failure_reason = :failureReason, control_request = NULL, control_requested_at = NULL
-       WHERE id = :id AND status IN ('queued', 'running', 'paused')`,
+       WHERE id = :id AND status IN (SELECT value FROM json_each(:live))`,
     );
     this.#delete = db.prepare('DELETE FROM runs WHERE id = ?');
     // A pending cancel stays: a later pause or resume must not undo it before the owner reads it.
@@ -206,7 +210,7 @@ export class RunRepository {
         id,
         status,
         now: ctx.now(),
-        finished: isFinished(status) ? 1 : 0,
+        finished: isFinishedStatus(status) ? 1 : 0,
         failureReason: options.failureReason ?? null,
       });
       if (changes === 0) throw notFound('run', id);
@@ -225,10 +229,10 @@ export class RunRepository {
     this.#markInterruptedTx = db.transaction((isAlive: OwnerCheck) => {
       const now = ctx.now();
       const changed: number[] = [];
-      for (const { id, owner_pid: pid, owner_start: start } of this.#ownedActive.all()) {
+      for (const { id, owner_pid: pid, owner_start: start } of this.#ownedActive.all({ live: LIVE })) {
         if (isAlive(pid, start)) continue;
         const failureReason = `the process running it stopped unexpectedly (pid ${pid})`;
-        if (this.#interrupt.run({ id, now, failureReason }).changes > 0) {
+        if (this.#interrupt.run({ id, now, failureReason, live: LIVE }).changes > 0) {
           this.#refreshSummary.run({ id });
           changed.push(id);
         }
@@ -238,7 +242,7 @@ export class RunRepository {
     this.#claimTx = db.transaction((id: number, owner: RunOwner, isAlive: OwnerCheck) => {
       const row = this.#byId.get(id);
       if (row === undefined) throw notFound('run', id);
-      const live = isLive(row.status);
+      const live = isLiveStatus(row.status);
       const same = row.owner_pid === owner.pid && row.owner_start === owner.start;
       if (live && row.owner_pid !== null && !same && isAlive(row.owner_pid, row.owner_start)) {
         throw new QuadraError(
@@ -258,7 +262,7 @@ export class RunRepository {
     this.#requestControlTx = db.transaction((id: number, action: RunControlAction, isAlive: OwnerCheck) => {
       const row = this.#byId.get(id);
       if (row === undefined) throw notFound('run', id);
-      if (!isLive(row.status)) {
+      if (!isLiveStatus(row.status)) {
         throw new QuadraError('CONFLICT', `run ${id} is ${row.status}: only a queued, running or paused run can be ${DONE[action]}`, { runId: id, status: row.status });
       }
       if (row.owner_pid === null) {
@@ -266,7 +270,7 @@ export class RunRepository {
       }
       if (!isAlive(row.owner_pid, row.owner_start)) {
         // The truth, stored before refusing: its process is gone, so the run is interrupted.
-        this.#interrupt.run({ id, now: ctx.now(), failureReason: `the process running it stopped unexpectedly (pid ${row.owner_pid})` });
+        this.#interrupt.run({ id, now: ctx.now(), failureReason: `the process running it stopped unexpectedly (pid ${row.owner_pid})`, live: LIVE });
         this.#refreshSummary.run({ id });
         return { goneOwner: row.owner_pid };
       }

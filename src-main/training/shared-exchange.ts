@@ -1,4 +1,5 @@
 import { QuadraError } from '../../src-shared/errors';
+import { MAX_SHARED_MEMORY_WORKERS } from '../../src-shared/run-config';
 import type { StepPhases } from '../engine/kernel';
 import { weightedSum } from './weighted-sum';
 
@@ -45,13 +46,6 @@ const SPIN_SKIP_MS = 1;
 /** Shard boundaries fall on cache lines (16 floats), so two owners never write one line. */
 const SHARD_ALIGN = 16;
 
-/**
- * The most worker threads one run may have: more than the cores of any machine this runs on (the
- * header grows with the count), while the slots, two gradients per worker, stay a few hundred MiB
- * for the default model.
- */
-export const MAX_SHARED_EXCHANGE_WORKERS = 128;
-
 function headerBytes(workers: number): number {
   return Math.ceil(((HEADER + 2 * workers) * 4) / 64) * 64;
 }
@@ -81,8 +75,8 @@ export function shardRanges(count: number, workers: number): Array<[number, numb
 
 /** `updated`: how much of the layout (from its start) the optimiser updates; the rest is never sharded. */
 export function createSharedExchange(workers: number, size: number, updated = size): SharedExchangeLayout {
-  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_SHARED_EXCHANGE_WORKERS) {
-    throw new QuadraError('INVALID_ARGUMENT', `the shared-memory gradient exchange holds 1 to ${MAX_SHARED_EXCHANGE_WORKERS} workers, got ${workers}`, { field: 'workers' });
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_SHARED_MEMORY_WORKERS) {
+    throw new QuadraError('INVALID_ARGUMENT', `the shared-memory gradient exchange holds 1 to ${MAX_SHARED_MEMORY_WORKERS} workers, got ${workers}`, { field: 'workers' });
   }
   const { end } = regions(workers, size);
   let buffer: SharedArrayBuffer;

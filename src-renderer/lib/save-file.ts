@@ -1,8 +1,22 @@
 /**
- * Saves bytes the page built as a download: a Blob behind a temporary link. Works the same in
- * serve mode and in Electron, where the main process shows the save dialog for the download.
+ * The parts of the page a download uses. Typed here because the Node-side type check (tests reach
+ * this file through the WebSocket client) has no DOM library.
  */
-export function saveFile(fileName: string, contents: string | Uint8Array<ArrayBuffer>, type: string): void {
+interface DownloadPage {
+  document: {
+    createElement(tag: 'a'): { href: string; download: string; hidden: boolean; click(): void; remove(): void };
+    body: { append(node: unknown): void };
+  };
+  URL: { createObjectURL(blob: Blob): string; revokeObjectURL(url: string): void };
+}
+
+/**
+ * Hands bytes the page built to the browser as a download: a Blob behind a temporary link. Serve
+ * mode saves exports this way (ApiClient.saveFile); the desktop app writes them through its save
+ * dialog instead.
+ */
+export function downloadFile(fileName: string, contents: string | Uint8Array<ArrayBuffer>, type: string): void {
+  const { document, URL } = globalThis as unknown as DownloadPage;
   const url = URL.createObjectURL(new Blob([contents], { type }));
   const link = document.createElement('a');
   link.href = url;
@@ -14,3 +28,6 @@ export function saveFile(fileName: string, contents: string | Uint8Array<ArrayBu
   // The download has started by now; the URL only has to outlive the click.
   setTimeout(() => URL.revokeObjectURL(url), 30_000);
 }
+
+/** Text files (benchmark results) download in both modes; in the desktop app Electron asks where, as for any download. */
+export const saveFile = downloadFile;

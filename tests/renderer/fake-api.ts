@@ -1,5 +1,5 @@
 import type { ApiEvent, ApiMethod, ApiRequest, WorkstationEvents } from '../../src-shared/api';
-import type { ApiClient, ApiResponse } from '../../src-renderer/lib/api/client';
+import type { ApiClient, ApiResponse, ConnectionState, SaveOutcome } from '../../src-renderer/lib/api/client';
 
 type Handler<M extends ApiMethod> = (request: ApiRequest<M>) => ApiResponse<M> | Promise<ApiResponse<M>>;
 
@@ -10,8 +10,14 @@ type Handler<M extends ApiMethod> = (request: ApiRequest<M>) => ApiResponse<M> |
  */
 export class FakeApi implements ApiClient {
   readonly calls: Array<{ method: ApiMethod; request: unknown }> = [];
+  /** Every file the page saved, in order. */
+  readonly saved: Array<{ fileName: string; bytes: Uint8Array; type: string | undefined }> = [];
+  /** How saveFile answers (the browser's download by default); a function may throw. */
+  saveAnswer: SaveOutcome | (() => SaveOutcome) = { kind: 'downloaded' };
   #handlers = new Map<ApiMethod, (request: never) => unknown>();
   #listeners = new Map<ApiEvent, Set<(payload: never) => void>>();
+  #connection: ConnectionState = 'open';
+  #connectionListeners = new Set<(state: ConnectionState) => void>();
 
   handle<M extends ApiMethod>(method: M, handler: Handler<M>): this {
     this.#handlers.set(method, handler as (request: never) => unknown);
@@ -44,9 +50,21 @@ export class FakeApi implements ApiClient {
     return () => set.delete(listener as (payload: never) => void);
   }
 
-  onConnection(listener: (state: 'open') => void): () => void {
-    listener('open');
-    return () => undefined;
+  /** Tells the connection listeners, as the WebSocket client does when it drops or comes back. */
+  setConnection(state: ConnectionState): void {
+    this.#connection = state;
+    for (const listener of this.#connectionListeners) listener(state);
+  }
+
+  onConnection(listener: (state: ConnectionState) => void): () => void {
+    this.#connectionListeners.add(listener);
+    listener(this.#connection);
+    return () => this.#connectionListeners.delete(listener);
+  }
+
+  async saveFile(fileName: string, bytes: Uint8Array<ArrayBuffer>, type?: string): Promise<SaveOutcome> {
+    this.saved.push({ fileName, bytes, type });
+    return typeof this.saveAnswer === 'function' ? this.saveAnswer() : this.saveAnswer;
   }
 
   async upload(file: Blob): Promise<{ bytes: Uint8Array<ArrayBuffer> }> {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WorkstationApi } from '../../src-shared/api';
+import { CONTENT_SECURITY_POLICY } from '../../src-shared/content-security-policy';
 import { QuadraError } from '../../src-shared/errors';
 import { decodeWire, encodeWire } from '../../src-shared/wire';
 import { startServer, type RunningServer } from '../../src-main/server/serve';
@@ -75,7 +76,8 @@ describe('quadra serve transport', () => {
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<title>Quadra</title>');
     expect(page.headers.get('set-cookie')).toMatch(/quadra_token=.*HttpOnly; SameSite=Strict/);
-    expect(page.headers.get('content-security-policy')).toContain("default-src 'self'");
+    // The one policy (src-shared), which the built page also carries as its <meta>.
+    expect(page.headers.get('content-security-policy')).toBe(CONTENT_SECURITY_POLICY);
     const withCookie = await fetch(`${base}/index.html`, { headers: { cookie: `quadra_token=${server.token}` } });
     expect(withCookie.status).toBe(200);
     const escape = await fetch(`${base}/..%2F..%2Fetc%2Fpasswd`, { headers: { cookie: `quadra_token=${server.token}` } });

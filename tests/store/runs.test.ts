@@ -20,6 +20,7 @@ describe('runs', () => {
       startedAt: null,
       endedAt: null,
       ownerPid: 4242,
+      controlRequest: null,
       summary: {
         bestValidationLoss: null,
         bestTrainLoss: null,
@@ -169,11 +170,12 @@ describe('runs', () => {
     expect(store.runs.pendingControl(id)).toBeNull();
     expect(store.runs.takeControlRequest(id)).toBeNull();
     // The request does not change the status: the owner does, once it applies it.
-    expect(store.runs.requestControl(id, 'pause', alive).status).toBe('running');
+    expect(store.runs.requestControl(id, 'pause', alive)).toMatchObject({ status: 'running', controlRequest: 'pause' });
     expect(store.runs.pendingControl(id)).toEqual({ action: 'pause', requestedAt: expect.stringMatching(/^2025-01-01T/) });
     store.runs.requestControl(id, 'resume', alive);
     expect(store.runs.pendingControl(id)?.action).toBe('resume');
     expect(store.runs.takeControlRequest(id)).toBe('resume');
+    expect(store.runs.get(id).controlRequest).toBeNull();
     expect(store.runs.takeControlRequest(id)).toBeNull();
     expect(store.runs.pendingControl(id)).toBeNull();
     store.runs.requestControl(id, 'cancel', alive);

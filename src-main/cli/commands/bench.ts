@@ -5,6 +5,7 @@ import { BATCH_OPTION, engineFor, hardware, JSON_OPTION, MODEL_OPTIONS, modelCon
 import { formatRate, type Output } from '../output';
 import { versions } from '../../engine/versions';
 import { parseEngineConfig, type BackendId } from '../../../src-shared/engine-config';
+import { MAX_WORKERS } from '../../../src-shared/run-config';
 import { phaseLines, runParallelBench, type ParallelBenchResult } from '../../bench/parallel-bench';
 import { selectBackend } from '../../engine/backends';
 import { UsageError } from '../args';
@@ -79,15 +80,18 @@ export async function bench(parsed: Parsed, output: Output): Promise<number> {
   return 0;
 }
 
+/** `--workers 1,2`: the worker counts to compare, each from 1 to MAX_WORKERS. */
+export function parseWorkerCounts(list: string): number[] {
+  return list.split(',').map((text) => {
+    const n = Number(text.trim());
+    if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) throw new UsageError(`--workers must list whole numbers from 1 to ${MAX_WORKERS}, got '${text.trim()}'`);
+    return n;
+  });
+}
+
 /** `--workers 1,2`: data-parallel throughput at the same global batch, and the speedup over the first count. */
 async function benchWorkers({ options }: Parsed, output: Output): Promise<number> {
-  const counts = String(options.workers ?? '1')
-    .split(',')
-    .map((text) => {
-      const n = Number(text.trim());
-      if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--workers must list whole numbers from 1 to 64, got '${text.trim()}'`);
-      return n;
-    });
+  const counts = parseWorkerCounts(String(options.workers ?? '1'));
   const hw = await hardware();
   const gpu = { gpus: hw.gpus, nvidiaSmi: hw.nvidiaSmi };
   const config = parseEngineConfig({ batchSize: (options['batch-size'] as number | undefined) ?? 64, model: modelConfigFrom(options), ...precisionFrom(options) });

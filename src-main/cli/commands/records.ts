@@ -1,5 +1,5 @@
 import { RUN_CONTROL_ACTIONS, type RunControlAction } from '../../../src-shared/api';
-import type { RunRecord } from '../../../src-shared/records';
+import { isLiveStatus, type RunRecord } from '../../../src-shared/records';
 import { loadDatasetFile } from '../../data/dataset-file';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -110,7 +110,7 @@ async function controlRun(store: Store, runId: number, action: RunControlAction,
   if (output.json) return output.out(JSON.stringify({ ...run, action, taken })), 0;
   const owner = run.ownerPid === null ? 'its process' : `its process (pid ${run.ownerPid})`;
   if (!taken) output.out(`run ${run.id}: asked to ${action}; ${owner} has not taken the request yet, and will when it next looks`);
-  else if (action === 'cancel' && (run.status === 'running' || run.status === 'paused' || run.status === 'queued')) {
+  else if (action === 'cancel' && isLiveStatus(run.status)) {
     output.out(`run ${run.id}: cancelling — ${owner} stops it after the current step and keeps a checkpoint`);
   } else output.out(`run ${run.id}: ${run.status}`);
   return 0;

@@ -1,4 +1,5 @@
 import { RUN_MODES, type RunMode } from '../../../src-shared/records';
+import { DEFAULT_VALIDATION_FRACTION, MAX_VALIDATION_FRACTION, MAX_WORKERS } from '../../../src-shared/run-config';
 import { toF16Checkpoint, writeFileAtomic } from '../../engine/checkpoint';
 import { getOptimalConfig } from '../../engine/auto-config';
 import { resumeTraining, startTraining, type ServiceContext, type TrainingResult } from '../../services/training-service';
@@ -15,11 +16,11 @@ export const trainSpec: CommandSpec = {
   options: {
     epochs: { kind: 'int', description: 'passes over the training split (required)', max: 1_000_000, placeholder: 'N' },
     mode: { kind: 'string', choices: RUN_MODES, description: 'single (default), multi-cpu or multi-gpu', placeholder: 'MODE' },
-    workers: { kind: 'int', description: 'worker processes (default: one per physical core / GPU; 1 in single mode)', max: 256, placeholder: 'N' },
+    workers: { kind: 'int', description: 'worker processes (default: one per physical core / GPU; 1 in single mode)', max: MAX_WORKERS, placeholder: 'N' },
     'batch-size': { ...BATCH_OPTION, description: 'global batch size, split across the workers (default: the recommended one)' },
     dataset: { kind: 'string', description: 'synthetic:N (N seeded N(0, 0.1²) rows; default synthetic:1024), a .npy/.csv/.txt file, or a registered dataset name', placeholder: 'SPEC' },
     name: { kind: 'string', description: 'a name for the run', placeholder: 'TEXT' },
-    'validation-fraction': { kind: 'number', min: 0, max: 0.9, description: 'share of rows held out for validation (default 0.1)', placeholder: 'X' },
+    'validation-fraction': { kind: 'number', min: 0, max: MAX_VALIDATION_FRACTION, description: `share of rows held out for validation (default ${DEFAULT_VALIDATION_FRACTION})`, placeholder: 'X' },
     'last-batch': { kind: 'string', choices: ['drop', 'wrap'], description: "a last partial batch: 'drop' it (default) or 'wrap' around to fill it", placeholder: 'HOW' },
     'checkpoint-every': { kind: 'int', description: 'save a checkpoint every N epochs, and at the end (default 5)', max: 1_000_000, placeholder: 'N' },
     'keep-last': { kind: 'int', description: 'checkpoints kept besides the best one (default 3)', max: 10_000, placeholder: 'K' },

@@ -1,14 +1,6 @@
-/** Field checks for the suite form, with the same bounds as API_REQUESTS.runBenchmarkSuite. */
+/** Field checks for the suite form, given the bounds API_REQUESTS.runBenchmarkSuite validates with (BENCHMARK_SUITE_LIMITS). */
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
-
-export const LIMITS = {
-  workers: { min: 1, max: 64 },
-  batchSize: { min: 1, max: 65_536 },
-  warmup: { min: 0, max: 10_000 },
-  iterations: { min: 1, max: 100_000 },
-  repeats: { min: 1, max: 100 },
-} as const;
 
 type Limits = { min: number; max: number };
 

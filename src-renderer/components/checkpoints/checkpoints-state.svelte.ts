@@ -9,6 +9,8 @@ export interface Notice {
   kind: 'resumed' | 'imported' | 'exported';
   text: string;
   runId: number;
+  /** Where an export was written (the desktop app's save dialog). */
+  path?: string;
 }
 
 /** The exported bytes as a Uint8Array backed by its own ArrayBuffer (what Blob wants). */
@@ -65,15 +67,20 @@ export class CheckpointsState {
     return this.checkpoints.select(runId, quiet);
   }
 
-  /** Fetches the checkpoint in the chosen format; the caller saves it. Null after an error. */
-  async exportCheckpoint(checkpoint: CheckpointRecord): Promise<{ fileName: string; bytes: Uint8Array<ArrayBuffer> } | null> {
+  /**
+   * Exports the checkpoint in the chosen format and saves it: through the desktop app's save dialog
+   * (the notice says where it went) or as the browser's download (serve mode).
+   */
+  async exportCheckpoint(checkpoint: CheckpointRecord): Promise<void> {
     const fp16 = this.fp16 && this.fp16Applies;
     const format = this.format;
-    return this.#act(`export:${checkpoint.id}`, async () => {
+    await this.#act(`export:${checkpoint.id}`, async () => {
       const file = await this.#api.call('exportCheckpoint', { checkpointId: checkpoint.id, format, ...(fp16 ? { fp16 } : {}) });
       const bytes = bytesOf(file.bytes);
-      this.notice = { kind: 'exported', text: `Exported ${file.fileName} (${formatBytes(bytes.length)}${fp16 ? ', F16' : ''})`, runId: checkpoint.runId };
-      return { fileName: file.fileName, bytes };
+      const what = `${file.fileName} (${formatBytes(bytes.length)}${fp16 ? ', F16' : ''})`;
+      const saved = await this.#api.saveFile(file.fileName, bytes, 'application/octet-stream');
+      if (saved.kind === 'saved') this.notice = { kind: 'exported', text: `Saved ${what} to ${saved.path}`, runId: checkpoint.runId, path: saved.path };
+      else if (saved.kind === 'downloaded') this.notice = { kind: 'exported', text: `Exported ${what}`, runId: checkpoint.runId };
     });
   }
 

@@ -1,37 +1,48 @@
-import type { RunControlAction, RunProgress } from '../../../src-shared/api';
-import type { CheckpointRecord, MetricPoint, RunRecord, RunStatus } from '../../../src-shared/records';
-import type { ApiClient } from '../../lib/api';
+import type { RunControlAction } from '../../../src-shared/api';
+import type { RunProgress } from '../../../src-shared/progress';
+import { isLiveStatus, type CheckpointRecord, type MetricPoint, type RunRecord, type RunStatus } from '../../../src-shared/records';
+import { ApiError, type ApiClient } from '../../lib/api';
 import { errorMessage } from '../../lib/errors';
-import { isLiveStatus } from '../../lib/run-status';
 import type { ChartPoint } from './curves';
 
-export type { RunProgress };
-export type ControlAction = RunControlAction;
+/** Steps to read: from `fromStep` to `toStep` (to the newest when absent), both included. */
+interface StepRange {
+  fromStep: number;
+  toStep?: number;
+}
 
 /** Points asked of the server; it averages longer runs down to this many. */
 export const MAX_POINTS = 2000;
 /** Charts are fed at most 4 times a second, however fast progress arrives. */
 const PUBLISH_MS = 250;
-/** A live run whose events stop (it trains in another process, say `quadra train`) is polled this often. */
-const POLL_MS = 2000;
 /**
- * The server announces a run's change at each epoch's end and when it finishes, not when it goes
- * from queued to running or is paused: while live, its record is re-read this often anyway.
+ * A run trained by another process (`quadra train`, another workstation) sends this page no events:
+ * while it is live, its record and new points are read this often. The workstation announces every
+ * status change of a run it trains itself (queued → running, paused, resumed, finished) with
+ * onDidChangeRun, and its progress 4 times a second, paused or not: such a run is never polled.
  */
-const RECORD_REFRESH_MS = 5000;
+export const POLL_MS = 2000;
+/** No progress for this long: the run is not trained here (or the connection dropped), so polling takes over. */
+const SILENCE_MS = 2000;
 
-/** Adds y at step x, or replaces the last point when it is at the same step (a later, fuller reading). */
-function upsert(series: ChartPoint[], x: number, y: number | null): void {
+/**
+ * Puts y at step x in step order, replacing a point at the same step (a later, fuller reading). Points
+ * mostly arrive in order (then this appends); a catch-up brings older steps that live events skipped.
+ */
+function insert(series: ChartPoint[], x: number, y: number | null): void {
   if (y === null || !Number.isFinite(y)) return;
-  const last = series.at(-1);
-  if (last && last.x === x) series[series.length - 1] = { x, y };
-  else if (!last || x > last.x) series.push({ x, y });
+  let i = series.length;
+  while (i > 0 && series[i - 1]!.x > x) i--;
+  if (i > 0 && series[i - 1]!.x === x) series[i - 1] = { x, y };
+  else series.splice(i, 0, { x, y });
 }
 
 /**
  * One run's detail: its record and checkpoints, its curves (from getMetrics, then extended from
  * onDidProgress) and its workers, with pause/resume/cancel. Incoming points go to working arrays
- * and are published at most every 250 ms, so a fast run never redraws faster than that.
+ * and are published at most every 250 ms, so a fast run never redraws faster than that. The store
+ * keeps every step's loss while live events sample it 4 times a second, so when the run stops the
+ * curve is read again: the final chart shows every stored step (averaged down to MAX_POINTS).
  */
 export class RunDetailState {
   readonly runId: number;
@@ -49,7 +60,9 @@ export class RunDetailState {
   #loading = $state(false);
   #error = $state<string | null>(null);
   #controlError = $state<string | null>(null);
-  #controlPending = $state<ControlAction | null>(null);
+  #controlPending = $state<RunControlAction | null>(null);
+  /** Whether this run's progress events arrive (it trains in the process this page talks to); null until known. */
+  #reporting = $state<boolean | null>(null);
 
   // Working copies, mutated as points arrive; what the charts see is published from them.
   #train: ChartPoint[] = [];
@@ -59,11 +72,17 @@ export class RunDetailState {
   #latest: RunProgress | null = null;
   /** Events that arrive while metrics are (re)loading: applied once the load lands. */
   #held: RunProgress[] | null = null;
+  /** The last step a load read, until the first event after it has been checked for a gap. */
+  #loadedThrough: number | null = null;
+  /** Counts full loads: what a catch-up read before a newer load began is dropped. */
+  #generation = 0;
   #publishTimer: ReturnType<typeof setTimeout> | null = null;
   #lastPublish = 0;
-  #lastEventAt = 0;
-  #lastCatchUp = 0;
+  #lastEventAt = Number.NEGATIVE_INFINITY;
   #polling = false;
+  /** The catch-up under way, and the range asked for meanwhile (read once it is done). */
+  #catchingUp: Promise<void> | null = null;
+  #pendingRange: StepRange | null = null;
   #disposed = false;
 
   readonly live = $derived(this.#run !== null && isLiveStatus(this.#run.status));
@@ -71,6 +90,8 @@ export class RunDetailState {
   readonly paused = $derived(this.live && (this.#progress ? this.#progress.paused : this.#run?.status === 'paused'));
   /** The status to show: a live run's latest progress knows it is paused before its record does. */
   readonly status = $derived<RunStatus | null>(this.paused ? 'paused' : (this.#run?.status ?? null));
+  /** A pause, resume or cancel stored for the run's owner that it has not taken yet (it looks twice a second). */
+  readonly controlRequested = $derived(this.live ? (this.#run?.controlRequest ?? null) : null);
 
   // What the run's facts show: the live progress while it trains, else the newest curve point,
   // else the stored summary (a run trained elsewhere, or one that has stopped).
@@ -147,10 +168,18 @@ export class RunDetailState {
   get error(): string | null {
     return this.#error;
   }
+  /**
+   * True while progress events arrive; false once a live run stayed silent (another process trains
+   * it, and it is polled instead); null until either is known.
+   */
+  get reporting(): boolean | null {
+    return this.#reporting;
+  }
   get controlError(): string | null {
     return this.#controlError;
   }
-  get controlPending(): ControlAction | null {
+  /** The action whose request is on its way (for a run trained elsewhere, up to about 3 s). */
+  get controlPending(): RunControlAction | null {
     return this.#controlPending;
   }
 
@@ -160,7 +189,13 @@ export class RunDetailState {
       if (progress.runId === this.runId) this.#onProgress(progress);
     });
     const offChange = this.#api.on('onDidChangeRun', (run) => {
-      if (run.id === this.runId) this.#onChange(run);
+      if (run.id === this.runId) this.#setRun(run);
+    });
+    // Events sent while the connection was down are lost: read the run again once it is back.
+    let dropped = false;
+    const offConnection = this.#api.onConnection((state) => {
+      if (state === 'open' && dropped) void this.load(true);
+      dropped = state === 'closed' || (dropped && state !== 'open');
     });
     const poll = setInterval(() => void this.#poll(), POLL_MS);
     void this.load();
@@ -168,6 +203,7 @@ export class RunDetailState {
       this.#disposed = true;
       offProgress();
       offChange();
+      offConnection();
       clearInterval(poll);
       if (this.#publishTimer) clearTimeout(this.#publishTimer);
     };
@@ -175,6 +211,7 @@ export class RunDetailState {
 
   /** (Re)loads the run, its checkpoints and its curves; `quiet` keeps what is shown meanwhile. */
   async load(quiet = false): Promise<void> {
+    const generation = ++this.#generation;
     if (!quiet) {
       this.#loading = true;
       this.#error = null;
@@ -185,7 +222,7 @@ export class RunDetailState {
         this.#api.call('getRun', { runId: this.runId }),
         this.#api.call('getMetrics', { runId: this.runId, maxPoints: MAX_POINTS }),
       ]);
-      if (this.#disposed) return;
+      if (this.#disposed || generation !== this.#generation) return;
       this.#run = detail.run;
       this.#checkpoints = detail.checkpoints;
       this.#train = [];
@@ -193,27 +230,38 @@ export class RunDetailState {
       this.#rate = [];
       this.#lastStep = 0;
       points.forEach((point) => this.#add(point));
+      this.#loadedThrough = this.#lastStep;
       this.#step = Math.max(this.#lastStep, detail.run.summary.steps);
       this.#error = null;
     } catch (error) {
-      if (!quiet) this.#error = errorMessage(error);
+      if (!quiet && generation === this.#generation) this.#error = errorMessage(error);
     } finally {
-      const held = this.#held ?? [];
-      this.#held = null;
-      held.forEach((progress) => this.#add(progress));
-      this.#loading = false;
-      this.#publish();
+      if (generation === this.#generation) {
+        const held = this.#held ?? [];
+        this.#held = null;
+        held.forEach((progress, i) => this.#addProgress(progress, held[i - 1] ?? null));
+        this.#loading = false;
+        this.#publish();
+      }
     }
   }
 
-  async control(action: ControlAction): Promise<void> {
+  /**
+   * Asks for a pause, resume or cancel, one at a time. A run trained by another process takes it
+   * through the database (up to about 3 s); a refusal (CONFLICT: it stopped, its process is gone)
+   * is said in `controlError`, and the run is read again to show why.
+   */
+  async control(action: RunControlAction): Promise<void> {
+    if (this.#controlPending) return;
     this.#controlPending = action;
     this.#controlError = null;
     try {
       const run = await this.#api.call('controlRun', { runId: this.runId, action });
-      if (!this.#disposed) this.#run = run;
+      if (!this.#disposed) this.#setRun(run);
     } catch (error) {
+      if (this.#disposed) return;
       this.#controlError = `Could not ${action} the run: ${errorMessage(error)}`;
+      if (error instanceof ApiError && error.code === 'CONFLICT') void this.#requestCatchUp({ fromStep: this.#lastStep });
     } finally {
       this.#controlPending = null;
     }
@@ -225,35 +273,78 @@ export class RunDetailState {
 
   #onProgress(progress: RunProgress): void {
     this.#lastEventAt = performance.now();
+    this.#reporting = true;
+    const previous = this.#latest;
     this.#latest = progress;
     if (this.#held) this.#held.push(progress);
-    else this.#add(progress);
+    else this.#addProgress(progress, previous);
     this.#schedulePublish();
   }
 
-  #onChange(run: RunRecord): void {
-    const previous = this.#run;
-    this.#run = run;
-    // Resumed from a checkpoint: the curve continues from there, so read it again.
-    if (previous && !isLiveStatus(previous.status) && isLiveStatus(run.status)) {
-      void this.load(true);
-      return;
+  /** A live point, after `previous` (the event before it, if any): on the curve, and what it tells is missing is read. */
+  #addProgress(progress: RunProgress, previous: RunProgress | null): void {
+    this.#add(progress);
+    // The first step after a load may be far past what it read (a run that had just started, a
+    // long load): the steps between are read, so the curve has no hole (at its start, say).
+    const loadedThrough = this.#loadedThrough;
+    if (loadedThrough !== null && progress.step > 0) {
+      this.#loadedThrough = null;
+      if (progress.step > loadedThrough + 1) void this.#requestCatchUp({ fromStep: loadedThrough, toStep: progress.step });
     }
-    // An epoch ended or the run finished: new checkpoints, and the final validation point.
-    void this.#catchUp();
+    // A new epoch's first step comes after the last epoch's validation point and checkpoint were
+    // stored: read them, and that epoch's last step, whose validation loss live events may have missed.
+    if (previous && progress.epoch > previous.epoch) {
+      const epochEnd = progress.step - progress.stepInEpoch;
+      void this.#requestCatchUp({ fromStep: epochEnd, toStep: epochEnd });
+    }
   }
 
-  /** Reads what is new since the last point: checkpoints, status and metrics. */
-  async #catchUp(): Promise<void> {
-    this.#lastCatchUp = performance.now();
+  /**
+   * Takes a newer record of the run. A run that stopped is read again whole: its stored curve has
+   * every step, where live events sampled it. One that started again (resumed from a checkpoint)
+   * continues from there, so it is read again too.
+   */
+  #setRun(run: RunRecord): void {
+    const before = this.#run;
+    this.#run = run;
+    if (!before || isLiveStatus(before.status) === isLiveStatus(run.status)) return;
+    if (isLiveStatus(run.status)) this.#latest = null;
+    void this.load(true);
+  }
+
+  /**
+   * Reads `range` (with the record and the checkpoints) once the catch-up under way is done: one
+   * request at a time, however fast epochs end, the ranges asked for meanwhile read together.
+   */
+  #requestCatchUp(range: StepRange): Promise<void> {
+    const pending = this.#pendingRange;
+    this.#pendingRange = pending
+      ? { fromStep: Math.min(pending.fromStep, range.fromStep), ...(pending.toStep === undefined || range.toStep === undefined ? {} : { toStep: Math.max(pending.toStep, range.toStep) }) }
+      : range;
+    this.#catchingUp ??= (async () => {
+      while (this.#pendingRange && !this.#disposed) {
+        const next = this.#pendingRange;
+        this.#pendingRange = null;
+        await this.#catchUp(next);
+      }
+      this.#catchingUp = null;
+    })();
+    return this.#catchingUp;
+  }
+
+  /** Reads the record, the checkpoints and the points of `range` (up to the newest when it names no end). */
+  async #catchUp(range: StepRange): Promise<void> {
+    const generation = this.#generation;
     try {
       const [detail, points] = await Promise.all([
         this.#api.call('getRun', { runId: this.runId }),
-        this.#api.call('getMetrics', { runId: this.runId, fromStep: this.#lastStep, maxPoints: MAX_POINTS }),
+        this.#api.call('getMetrics', { runId: this.runId, ...range, maxPoints: MAX_POINTS }),
       ]);
-      if (this.#disposed) return;
-      this.#run = detail.run;
+      if (this.#disposed || generation !== this.#generation || this.#held) return;
       this.#checkpoints = detail.checkpoints;
+      this.#setRun(detail.run);
+      // It stopped or started again: a full load is under way.
+      if (generation !== this.#generation) return;
       points.forEach((point) => this.#add(point));
       this.#schedulePublish();
     } catch {
@@ -261,30 +352,30 @@ export class RunDetailState {
     }
   }
 
+  /** Only while live and no event of the run arrives: then another process trains it. */
   async #poll(): Promise<void> {
     if (this.#disposed || this.#polling || this.#held || !this.live) return;
-    const now = performance.now();
-    const eventsFlowing = now - this.#lastEventAt < POLL_MS;
-    // Queued but training already (its first progress came): the record says so once re-read.
-    const stale = this.#run?.status === 'queued' || now - this.#lastCatchUp >= RECORD_REFRESH_MS;
-    if (eventsFlowing && !stale) return;
+    if (performance.now() - this.#lastEventAt < SILENCE_MS) return;
+    this.#reporting = false;
     this.#polling = true;
     try {
-      await this.#catchUp();
+      await this.#requestCatchUp({ fromStep: this.#lastStep });
     } finally {
       this.#polling = false;
     }
   }
 
-  /** A stored point or a progress event (which is one): both extend the curves the same way. */
+  /** A stored point or a progress event (which is one): both go into the curves the same way, at their step. */
   #add(point: MetricPoint): void {
     const { step } = point;
-    // Step 0 is before any training, and an older step is a late duplicate.
-    if (step <= 0 || step < this.#lastStep) return;
-    upsert(this.#train, step, point.trainLoss);
-    upsert(this.#validation, step, point.validationLoss);
-    upsert(this.#rate, step, point.samplesPerSec);
-    if (point.lossScale !== undefined && point.skippedSteps !== undefined) this.#scaler = { scale: point.lossScale, skippedSteps: point.skippedSteps };
+    // Step 0 is before any training.
+    if (step <= 0) return;
+    insert(this.#train, step, point.trainLoss);
+    insert(this.#validation, step, point.validationLoss);
+    insert(this.#rate, step, point.samplesPerSec);
+    // An older step (from a catch-up) fills the curve in; the facts follow the newest.
+    if (step < this.#lastStep) return;
+    if (point.lossScale !== undefined) this.#scaler = { scale: point.lossScale, skippedSteps: point.skippedSteps ?? 0 };
     this.#lastStep = step;
     // A long live run would grow without bound: let the server average it down again.
     if (this.#train.length > 2 * MAX_POINTS && !this.#held) void this.load(true);

@@ -1,9 +1,8 @@
-import { z } from 'zod';
 import type { WarmStart } from '../../lib/state/warm-start.svelte';
 import { API_REQUESTS, type ApiRequest, type DatasetPreview, type HardwareReport } from '../../../src-shared/api';
 import { EngineConfigSchema, ModelConfigSchema, type BackendId, type SpikeGradient } from '../../../src-shared/engine-config';
 import { RUN_MODES, type DatasetRecord, type RunMode } from '../../../src-shared/records';
-import { MAX_SYNTHETIC_ROWS } from '../../../src-shared/run-config';
+import { DEFAULT_VALIDATION_FRACTION, MAX_SHARED_MEMORY_WORKERS, SyntheticRowsSchema, validationRowCount } from '../../../src-shared/run-config';
 import type { ApiClient, UploadedFile } from '../../lib/api';
 import { Loadable } from '../../lib/state/loadable.svelte';
 import { errorMessage } from '../../lib/errors';
@@ -31,8 +30,6 @@ export interface CheckedFile {
 const START = API_REQUESTS.startRun.shape;
 const MODEL = ModelConfigSchema.shape;
 const IMPORT_NAME = API_REQUESTS.importDataset.shape.name;
-/** The bound quadra's parseSyntheticSpec puts on 'synthetic:N' (the API only sees a string). */
-const SYNTHETIC_ROWS = z.number().int().min(1).max(MAX_SYNTHETIC_ROWS);
 
 type Field =
   | 'syntheticRows'
@@ -101,7 +98,7 @@ export class TrainWizard {
   epochs = $state<number | null>(10);
   checkpointEveryEpochs = $state<number | null>(5);
   keepLastCheckpoints = $state<number | null>(3);
-  validationFraction = $state<number | null>(0.1);
+  validationFraction = $state<number | null>(DEFAULT_VALIDATION_FRACTION);
   runName = $state('');
 
   /** Train from a checkpoint's weights (Checkpoints → Train from this checkpoint), or from scratch. */
@@ -154,14 +151,15 @@ export class TrainWizard {
       : null,
   );
 
-  /** Rows left for training after the validation split (the same arithmetic as src-main/data/split.ts). */
+  /** Rows left for training after the validation split (the split's own arithmetic). */
   readonly trainingRows = $derived.by(() => {
-    const rows = this.data.rows;
-    const fraction = this.validationFraction;
-    if (rows === null || typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 0.9)) return null;
-    let validation = Math.round(rows * fraction);
-    if (fraction > 0 && rows >= 2) validation = Math.max(1, validation);
-    return rows - Math.min(validation, rows - 1);
+    const { rows } = this.data;
+    if (rows === null || this.validationFraction === null) return null;
+    try {
+      return rows - validationRowCount(rows, this.validationFraction);
+    } catch {
+      return null; // the rows' or the fraction's own field error says what is wrong
+    }
   });
 
   /** One batch must fit in the training rows (the sampler refuses less, with lastBatch 'drop'). */
@@ -178,7 +176,7 @@ export class TrainWizard {
     const batchError = fieldError(EngineConfigSchema.shape.batchSize, this.batchSize, 'batchSize');
     const mismatch = this.widthMismatch;
     return {
-      syntheticRows: this.source === 'synthetic' ? fieldError(SYNTHETIC_ROWS, this.syntheticRows, 'rows') : null,
+      syntheticRows: this.source === 'synthetic' ? fieldError(SyntheticRowsSchema, this.syntheticRows, 'rows') : null,
       dataset:
         this.source !== 'registered'
           ? null
@@ -223,7 +221,9 @@ export class TrainWizard {
         workersError ??
         (this.mode === 'multi-gpu' && report && typeof this.workers === 'number' && this.workers > this.gpuCount
           ? `workers must be at most ${this.gpuCount} in multi-gpu mode: one worker per GPU`
-          : null),
+          : multiWorker && this.backend === 'simd' && typeof this.workers === 'number' && this.workers > MAX_SHARED_MEMORY_WORKERS
+            ? `workers must be at most ${MAX_SHARED_MEMORY_WORKERS} with the simd backend: its worker threads share one memory for the gradient exchange`
+            : null),
       batchSize:
         batchError ??
         (multiWorker && !workersError && typeof this.workers === 'number' && typeof this.batchSize === 'number' && this.batchSize < this.workers

@@ -23,5 +23,11 @@ export function createBridgeClient(bridge: QuadraBridge): ApiClient {
       onProgress?.(bytes.length, bytes.length);
       return { bytes };
     },
+    // The main process shows the save dialog and writes the file; the page learns only where it went.
+    async saveFile(fileName, bytes) {
+      const result = await bridge.saveFile({ fileName, bytes });
+      if (!result.ok) throw new ApiError(result.error);
+      return result.value ? { kind: 'saved', path: result.value.path } : { kind: 'cancelled' };
+    },
   };
 }

@@ -26,6 +26,12 @@ export type UploadedFile = { uploadId: string } | { bytes: Uint8Array<ArrayBuffe
 /** How much of a file has gone (bytes); `total` is the file's size. */
 export type UploadProgressListener = (sent: number, total: number) => void;
 
+/**
+ * Where a file the page saved went: the path chosen in the desktop app's save dialog, the browser's
+ * downloads (serve mode), or nowhere (the dialog was cancelled).
+ */
+export type SaveOutcome = { kind: 'saved'; path: string } | { kind: 'downloaded' } | { kind: 'cancelled' };
+
 /** One client interface, two transports: the Electron preload bridge and serve mode's WebSocket. */
 export interface ApiClient {
   call<M extends ApiMethod>(method: M, request: ApiRequest<M>): Promise<ApiResponse<M>>;
@@ -33,4 +39,9 @@ export interface ApiClient {
   onConnection(listener: (state: ConnectionState) => void): () => void;
   /** Sends a file for a later call that takes `bytes` or `uploadId`, reporting progress as it goes. */
   upload(file: Blob, onProgress?: UploadProgressListener): Promise<UploadedFile>;
+  /**
+   * Saves a file the page made (an exported checkpoint): the desktop app asks where with the
+   * native save dialog and its main process writes it; in serve mode the browser downloads it.
+   */
+  saveFile(fileName: string, bytes: Uint8Array<ArrayBuffer>, type?: string): Promise<SaveOutcome>;
 }

@@ -9,7 +9,7 @@ export function createClient(): ApiClient {
   return bridge ? createBridgeClient(bridge) : createWebSocketClient({ onUploadProgress: (state) => uploads.report(state) });
 }
 
-export { ApiError, type ApiClient, type ConnectionState, type UploadedFile, type UploadProgressListener } from './client';
+export { ApiError, type ApiClient, type ConnectionState, type SaveOutcome, type UploadedFile, type UploadProgressListener } from './client';
 export { provideApi, useApi } from './context';
 export { uploads, type Uploads } from './uploads.svelte';
 export type { UploadState } from './ws-client';

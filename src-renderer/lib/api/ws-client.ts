@@ -2,6 +2,7 @@ import type { ApiEvent, ApiMethod, ApiRequest, ApiResult, WorkstationEvents } fr
 import type { ErrorData } from '../../../src-shared/errors';
 import { formatBytes } from '../../../src-shared/format';
 import { decodeWire, encodeWire } from '../../../src-shared/wire';
+import { downloadFile } from '../save-file';
 import { ApiError, type ApiClient, type ApiResponse, type ConnectionState, type UploadProgressListener } from './client';
 
 /**
@@ -270,6 +271,11 @@ export function createWebSocketClient(options: WebSocketClientOptions = {}): Api
     async upload(file, onProgress) {
       const fileName = (file as Blob & { name?: string }).name ?? 'file';
       return { uploadId: await httpUpload(file, fileName, onProgress) };
+    },
+    // The server cannot write on the browser's machine: the browser downloads the file.
+    async saveFile(fileName, bytes, type = 'application/octet-stream') {
+      downloadFile(fileName, bytes, type);
+      return { kind: 'downloaded' };
     },
   };
 }
