@@ -93,8 +93,28 @@ export async function selectBackend(requested: BackendId | 'auto', gpu: GpuSitua
     selected = { id, tfjsName: TFJS_NAME[id], capabilities: await capabilities(id), report };
     return selected;
   }
+  throw unavailable(requested, report);
+}
+
+/**
+ * The backend a run will get, decided without starting it in this process: selectBackend's choice,
+ * with tfjs-node(-gpu) asked of a child process (the training workers load it in their own). The
+ * process that coordinates a run (Electron's main process) never loads libtensorflow.
+ */
+export async function chooseBackend(requested: BackendId | 'auto', gpu: GpuSituation, model?: ModelWidths): Promise<BackendId> {
+  const order: BackendId[] = requested === 'auto' ? [...BACKEND_IDS] : [requested];
+  const report: BackendStatus[] = [];
+  for (const id of order) {
+    const status = await tryBackend(id, gpu, model, requested === id, true);
+    if (status.available) return id;
+    report.push(status);
+  }
+  throw unavailable(requested, report);
+}
+
+function unavailable(requested: BackendId | 'auto', report: BackendStatus[]): QuadraError {
   const why = report.map((r) => `${r.id}: ${r.reason}`).join('; ');
-  throw new QuadraError('BACKEND_UNAVAILABLE', requested === 'auto' ? `no compute backend could start (${why})` : `backend '${requested}' is not available: ${why}`, {
+  return new QuadraError('BACKEND_UNAVAILABLE', requested === 'auto' ? `no compute backend could start (${why})` : `backend '${requested}' is not available: ${why}`, {
     report,
   });
 }

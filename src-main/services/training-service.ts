@@ -15,7 +15,7 @@ import {
   type TrainingRequestInput,
 } from '../../src-shared/run-config';
 import { splitTrainValidation } from '../data/split';
-import { assertPrecisionSupported, selectBackend, type ModelWidths } from '../engine/backends';
+import { assertPrecisionSupported, chooseBackend, type ModelWidths } from '../engine/backends';
 import { decodeCheckpoint, encodeCheckpoint, readCheckpointFile, type CheckpointContents } from '../engine/checkpoint';
 import { initialFieldState } from '../engine/init';
 import { buildLayout } from '../engine/layout';
@@ -455,7 +455,7 @@ async function resolveBackend(mode: RunMode, requested: BackendId | 'auto', hard
   if (mode === 'multi-gpu' && requested === 'webgpu') {
     const { listNodeAdapters } = await import('../engine/webgpu-node');
     const adapters = chooseAdapters(await listNodeAdapters(), workers);
-    await selectBackend('webgpu', gpu, model);
+    await chooseBackend('webgpu', gpu, model);
     return { id: 'webgpu', adapters };
   }
   if (mode === 'multi-gpu') {
@@ -465,7 +465,8 @@ async function resolveBackend(mode: RunMode, requested: BackendId | 'auto', hard
     }
     if (requested === 'auto') return { id: 'tensorflow-gpu' };
   }
-  return { id: (await selectBackend(requested, gpu, model)).id };
+  // Chosen here, started in the workers: this process (Electron's main one) never loads libtensorflow.
+  return { id: await chooseBackend(requested, gpu, model) };
 }
 
 export function defaultWorkers(mode: RunMode, hardware: HardwareInfo): number {

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { explainNativeFailure, probeBackends, probeNativeInChild } from '../../src-main/engine/backends';
+import { chooseBackend, explainNativeFailure, probeBackends, probeNativeInChild } from '../../src-main/engine/backends';
 
 /**
  * The hardware report's backend probe (getHardware, `quadra hardware`) never loads libtensorflow
@@ -63,6 +63,23 @@ describe('probeBackends', () => {
       nvidiaSmi: { available: true, path: '/usr/bin/nvidia-smi' },
     });
     expect(statuses.map((s) => s.id)).toEqual(['tensorflow-gpu', 'webgpu', 'simd', 'tensorflow', 'wasm', 'cpu']);
+    expect(requireCache().filter((file) => /tfjs-node/.test(file))).toEqual([]);
+    expect(sharedObjects().filter((file) => /tensorflow|tfjs_binding/.test(file))).toEqual([]);
+  });
+});
+
+describe('chooseBackend (what a run started from the app or serve mode will use)', () => {
+  const withGpu = {
+    gpus: [{ index: 0, name: 'NVIDIA GeForce RTX 3090', uuid: null, memoryTotalMiB: 24576, memoryUsedMiB: 0, driverVersion: '535.129.03', cudaVersion: '12.2' }],
+    nvidiaSmi: { available: true as const, path: '/usr/bin/nvidia-smi' },
+  };
+
+  it("picks selectBackend's choice without loading tfjs-node here: simd on this machine, and a named backend that cannot start is refused with why", async () => {
+    // tfjs-node-gpu is not installed here, webgpu finds no GPU device node: auto falls to simd.
+    expect(await chooseBackend('auto', withGpu, { fieldSize: 100, hiddenSize: 256, spikingHiddenSize: 128 })).toBe('simd');
+    // A model simd cannot run (widths not multiples of 4) falls further, to tfjs wasm.
+    expect(await chooseBackend('auto', withGpu, { fieldSize: 6, hiddenSize: 10, spikingHiddenSize: 5 })).toBe('wasm');
+    await expect(chooseBackend('tensorflow-gpu', withGpu)).rejects.toThrow("backend 'tensorflow-gpu' is not available: tensorflow-gpu: not installed");
     expect(requireCache().filter((file) => /tfjs-node/.test(file))).toEqual([]);
     expect(sharedObjects().filter((file) => /tensorflow|tfjs_binding/.test(file))).toEqual([]);
   });
