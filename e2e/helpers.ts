@@ -22,7 +22,7 @@ export async function startServe(db: string, env: NodeJS.ProcessEnv = process.en
   const child = spawn(process.execPath, [QUADRA, 'serve', '--port', '0', '--db', db], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'ignore'] });
   const url = await new Promise<string>((resolve, reject) => {
     let text = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       text += chunk.toString();
       const match = /http:\/\/\S+\/\?token=\S+/.exec(text);
       if (match) resolve(match[0]);

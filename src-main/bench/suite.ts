@@ -44,7 +44,7 @@ export async function runSuite(o: SuiteOptions): Promise<void> {
     const result = await runParallelBench({
       config,
       workers: c.workers,
-      backend: c.backend as BackendId,
+      backend: c.backend,
       gpu: { gpus: hardware.gpus, nvidiaSmi: hardware.nvidiaSmi },
       warmup: request.warmup ?? 5,
       iterations: request.iterations ?? 20,

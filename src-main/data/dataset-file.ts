@@ -53,7 +53,7 @@ export async function loadDatasetFile(filePath: string, options: LoadDatasetOpti
 
   const file = basename(filePath);
   const extension = extname(filePath).toLowerCase();
-  const kind = KIND_BY_EXTENSION[extension] as DatasetKind | undefined;
+  const kind = KIND_BY_EXTENSION[extension];
   if (kind === undefined) {
     const what = extension === '' ? 'has no extension' : `has the extension '${extension}'`;
     throw new QuadraError('INVALID_FILE', `${file}: ${what}, expected ${ACCEPTED}`, { file, extension });

@@ -313,7 +313,7 @@ function parseConfigMetadata(text: string | undefined, fileLabel: string): Parti
   if (text === undefined) return null;
   try {
     const value: unknown = JSON.parse(text);
-    if (value && typeof value === 'object') return value as Partial<EngineConfig>;
+    if (value && typeof value === 'object') return value;
   } catch {
     // fall through to the error below
   }

@@ -66,7 +66,7 @@ export class OscillatorEngine<K extends ModelKernel = SyncModelKernel> extends E
   static async createForWorker(options: EngineOptions = {}): Promise<OscillatorEngine<ModelKernel>> {
     const prepared = await prepare(options);
     const { config, backend, layout, parameters } = prepared;
-    if (backend.id !== 'webgpu') return OscillatorEngine.#withSyncKernel(prepared, options.rank ?? 0, options.placement) as OscillatorEngine<ModelKernel>;
+    if (backend.id !== 'webgpu') return OscillatorEngine.#withSyncKernel(prepared, options.rank ?? 0, options.placement);
     const { createWebGpuKernel } = await import('./webgpu/webgpu-kernel');
     const { nodeGpuDevice } = await import('./webgpu-node');
     const device = await nodeGpuDevice();

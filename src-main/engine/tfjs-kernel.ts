@@ -300,7 +300,7 @@ export class TfjsKernel implements SyncModelKernel {
     const flat = into ?? new Float32Array(this.layout.total);
     for (const e of this.layout.entries) {
       const t = tensors[e.name];
-      if (t) flat.set(t.dataSync() as Float32Array, e.offset);
+      if (t) flat.set(t.dataSync(), e.offset);
       else flat.fill(0, e.offset, e.offset + e.size);
     }
     return flat;
@@ -657,7 +657,7 @@ function makeConstants(): Constants {
 
 /** y = x·Wᵀ + b, given Wᵀ ([in, out], transposed once per weight update): a plain, fused matMul. */
 export function linear(x: tf.Tensor, weightT: tf.Tensor, bias: tf.Tensor): tf.Tensor {
-  return tf.fused.matMul({ a: x as tf.Tensor2D, b: weightT as tf.Tensor2D, bias });
+  return tf.fused.matMul({ a: x, b: weightT, bias });
 }
 
 /**

@@ -9,7 +9,7 @@ export function richardson(p0: Float32Array, i: number, h: number, lossAt: (p: F
     plus[i] = p0[i]! + step;
     const minus = Float32Array.from(p0);
     minus[i] = p0[i]! - step;
-    const span = (plus[i]! - minus[i]!) / 2;
+    const span = (plus[i] - minus[i]) / 2;
     return [(lossAt(plus) - lossAt(minus)) / (2 * span), span];
   };
   const [wide, h1] = central(h);

@@ -111,7 +111,7 @@ export async function expectGradientsMatchFiniteDifferences(check: GradientCheck
     for (const ulps of check.noiseUlps) {
       const nudged = Float32Array.from(p0);
       nudged[i] = p0[i]! + ulps * Math.max(Math.abs(p0[i]!), 1e-3) * 2 ** -23;
-      noise = Math.max(noise, Math.abs((await lossAt(nudged)) - loss0 - slope * (nudged[i]! - p0[i]!)));
+      noise = Math.max(noise, Math.abs((await lossAt(nudged)) - loss0 - slope * (nudged[i] - p0[i]!)));
     }
     return noise;
   };

@@ -130,7 +130,7 @@ describe('training service (real store, real worker processes)', () => {
     for (const delayMs of [1800, 2400, 3000]) {
       const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
-      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       const workers = await childPids(child.pid!);
       // It must still be training when killed; if it already exited, say why instead of waiting for an exit that came.

@@ -307,5 +307,5 @@ function engineConfigFrom(config: Record<string, unknown>): { model: Partial<Mod
   const rest: Partial<Omit<EngineConfig, 'model'>> = {};
   const batchSize = EngineConfigSchema.shape.batchSize.safeParse(config.batch_size);
   if (config.batch_size !== undefined && batchSize.success) rest.batchSize = batchSize.data;
-  return { model: model as Partial<ModelConfig>, rest };
+  return { model, rest };
 }
