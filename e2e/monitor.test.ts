@@ -5,6 +5,7 @@ import path from 'node:path';
 import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, ROOT, startServe, stopServe, uiSkipReason } from './helpers';
+import { isProcessAlive } from '../src-main/hardware/process-identity';
 
 /**
  * The Monitor view in Debian's headless Chromium against two real `quadra serve`s: one with the
@@ -36,14 +37,6 @@ function monitorSmiPids(): number[] {
     .map((line) => Number(line.split(' ')[0]));
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Counts the monitor samples the page receives over its WebSocket. */
 function countSamples(page: Page): { readonly count: number } {
@@ -102,7 +95,7 @@ describe.skipIf(why !== null)(`the Monitor view in Chromium${why ? ` (skipped: $
     // Leaving the view turns monitoring off: nvidia-smi is stopped and no sample arrives any more.
     await page.evaluate("location.hash = 'hardware'");
     await expect.poll(() => page.locator('main h1').innerText()).toBe('Hardware');
-    await expect.poll(() => monitorSmiPids().filter(isAlive), { timeout: 10_000 }).toEqual([]);
+    await expect.poll(() => monitorSmiPids().filter(isProcessAlive), { timeout: 10_000 }).toEqual([]);
     const startedBefore = monitorSmiPids().length;
     const received = samples.count;
     expect(received).toBeGreaterThan(0);

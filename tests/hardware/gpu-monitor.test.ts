@@ -15,6 +15,7 @@ import {
   parseGpuSampleLine,
   type GpuMonitorOptions,
 } from '../../src-main/hardware/gpu-monitor';
+import { isProcessAlive } from '../../src-main/hardware/process-identity';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FAKE_SMI = path.join(ROOT, 'tests/fixtures/bin/nvidia-smi');
@@ -124,14 +125,6 @@ async function samplesDuring(monitor: GpuMonitor, ms: number): Promise<MonitorSa
   return samples;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function parseFailure(parse: () => unknown): QuadraError {
   try {
@@ -329,7 +322,7 @@ describe.skipIf(process.platform === 'win32')('GpuMonitor against the fake nvidi
     const failed = await nextSample(monitor, (sample) => sample.gpuStatus.state === 'failed', 3000);
     expect(failed.gpuStatus).toEqual({ state: 'failed', reason: 'nvidia-smi printed no GPU line for 300 ms (a hung driver?)' });
     await monitor.stop();
-    for (const pid of [...spawns().gpus, ...spawns().apps]) expect(isAlive(pid)).toBe(false);
+    for (const pid of [...spawns().gpus, ...spawns().apps]) expect(isProcessAlive(pid)).toBe(false);
   });
 
   it('stop() kills every nvidia-smi it started, ends the samples, and may be called again', async () => {
@@ -349,7 +342,7 @@ describe.skipIf(process.platform === 'win32')('GpuMonitor against the fake nvidi
     let after = 0;
     monitor.onDidSample(() => after++);
     await monitor.stop();
-    for (const pid of [...fakes, ...children]) expect(isAlive(pid)).toBe(false);
+    for (const pid of [...fakes, ...children]) expect(isProcessAlive(pid)).toBe(false);
     await monitor.stop();
     await new Promise((resolve) => setTimeout(resolve, 250));
     expect(after).toBe(0);

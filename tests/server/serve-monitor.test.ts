@@ -8,6 +8,7 @@ import { decodeWire } from '../../src-shared/wire';
 import { GpuMonitor } from '../../src-main/hardware/gpu-monitor';
 import { NVIDIA_SMI_ENV } from '../../src-main/hardware/nvidia-smi';
 import { apiClient, startWorkstation, type Workstation } from './helpers';
+import { isProcessAlive } from '../../src-main/hardware/process-identity';
 
 /**
  * Issue 13: monitoring is each client's own (a browser tab is one WebSocket session): its switch and
@@ -47,14 +48,6 @@ function smiStarts(log: string): Array<{ pid: number; interval: string }> {
     .map((line) => ({ pid: Number(line.split(' ')[0]), interval: line.split(' ').at(-1)! }));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitFor(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
   const start = Date.now();
@@ -106,7 +99,7 @@ describe('monitoring per client', () => {
 
     // The last watcher leaves without a word (a closed tab): nvidia-smi stops.
     other.close();
-    await waitFor('nvidia-smi to stop', () => smiStarts(log).every((s) => !alive(s.pid)));
+    await waitFor('nvidia-smi to stop', () => smiStarts(log).every((s) => !isProcessAlive(s.pid)));
     const refused = await watching.call('setMonitoring', { enabled: true, intervalMs: 100 });
     expect(refused).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT', message: expect.stringContaining('intervalMs') } });
     watching.close();

@@ -8,6 +8,7 @@ import { decodeCheckpoint } from '../../src-main/engine/checkpoint';
 import { resumeTraining, startTraining, type TrainingRequestInput } from '../../src-main/services/training-service';
 import { openStore, type Store } from '../../src-main/store/database';
 import { TEST_HARDWARE } from '../helpers/training';
+import { isProcessAlive } from '../../src-main/hardware/process-identity';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'src-main/cli/quadra.mjs');
@@ -138,7 +139,7 @@ describe('training service (real store, real worker processes)', () => {
       child.kill('SIGKILL');
       if (child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
       // Its workers notice the parent is gone and exit on their own.
-      await waitFor(() => workers.every((pid) => !alive(pid)), 5000);
+      await waitFor(() => workers.every((pid) => !isProcessAlive(pid)), 5000);
       const store = openStore(db);
       expect(integrityOk(store)).toBe(true);
       store.runs.markInterruptedRuns();
@@ -164,14 +165,6 @@ describe('training service (real store, real worker processes)', () => {
   }, 300_000);
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function childPids(pid: number): Promise<number[]> {
   return new Promise((resolve) =>

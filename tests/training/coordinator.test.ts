@@ -3,16 +3,10 @@ import { TrainingRun, type ProgressSnapshot, type StepResult } from '../../src-m
 import type { EngineSnapshot } from '../../src-main/training/protocol';
 import { firstBitDifference, maxAbsDiff } from '../helpers/engine';
 import { F, plan, runCapturing } from '../helpers/training';
+import { isProcessAlive } from '../../src-main/hardware/process-identity';
 
-function isAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** A worker's pid is alive (undefined: it never had one). */
+const isAlive = (pid: number | undefined): boolean => pid !== undefined && isProcessAlive(pid);
 
 async function waitUntil(predicate: () => boolean, timeoutMs: number): Promise<void> {
   const start = Date.now();

@@ -298,21 +298,7 @@ function gemm(M: i32, N: i32, K: i32, a: usize, ars: i32, aks: i32, b: usize, ld
  * floats at out + p·K·32 bytes; a last 4-column panel (N ≡ 4 mod 8) is K×4 after them.
  */
 function packB(K: i32, N: i32, b: usize, ldb: i32, out: usize): void {
-  const panels = N >> 3;
-  const panelBytes = <usize>K << 5;
-  const tail = out + <usize>panels * panelBytes;
-  const lb = <usize>ldb << 2;
-  for (let k = 0; k < K; k++) {
-    const row = b + <usize>k * lb;
-    let o = out + (<usize>k << 5);
-    for (let p = 0; p < panels; p++) {
-      const src = row + (<usize>p << 5);
-      v128.store(o, v128.load(src));
-      v128.store(o, v128.load(src, 16), 16);
-      o += panelBytes;
-    }
-    if (N & 4) v128.store(tail + (<usize>k << 4), v128.load(row + (<usize>panels << 5)));
-  }
+  packRows(K, N, b, ldb, out, 0, K);
 }
 
 /** C = A·B (+ bias / + C) with B already panel-major (packB's layout, or transposePacked's). */
@@ -486,12 +472,12 @@ function transposePacked(N: i32, K: i32, w: usize, dst: usize, r0: i32, r1: i32)
   }
 }
 
-/** packB for rows [r0, r1) of B [K, N] (row stride N): the packed copy of a weight, refreshed a range at a time. */
-function packRows(K: i32, N: i32, b: usize, out: usize, r0: i32, r1: i32): void {
+/** packB for rows [r0, r1) of B [K, N] (row stride ldb): a packed weight copy is refreshed a range at a time. */
+function packRows(K: i32, N: i32, b: usize, ldb: i32, out: usize, r0: i32, r1: i32): void {
   const panels = N >> 3;
   const panelBytes = <usize>K << 5;
   const tail = out + <usize>panels * panelBytes;
-  const lb = <usize>N << 2;
+  const lb = <usize>ldb << 2;
   for (let k = r0; k < r1; k++) {
     const row = b + <usize>k * lb;
     let o = out + (<usize>k << 5);
@@ -521,20 +507,20 @@ export function refreshTransposeRows(m: i32, r0: i32, r1: i32): void {
   if (m == 0) transposePacked(H, F, P + (<usize>oW0 << 2), WT0, r0, r1);
   else if (m == 1) {
     transposePacked(H2, H, P + (<usize>oW4 << 2), WT4, r0, r1);
-    packRows(H2, H, P + (<usize>oW4 << 2), WP4, r0, r1);
+    packRows(H2, H, P + (<usize>oW4 << 2), H, WP4, r0, r1);
   } else if (m == 2) {
     transposePacked(H, H2, P + (<usize>oWd0 << 2), WTd0, r0, r1);
-    packRows(H, H2, P + (<usize>oWd0 << 2), WPd0, r0, r1);
+    packRows(H, H2, P + (<usize>oWd0 << 2), H2, WPd0, r0, r1);
   } else if (m == 3) {
     transposePacked(F, H, P + (<usize>oWd4 << 2), WTd4, r0, r1);
-    packRows(F, H, P + (<usize>oWd4 << 2), WPd4, r0, r1);
+    packRows(F, H, P + (<usize>oWd4 << 2), H, WPd4, r0, r1);
   } else if (m == 4) transposePacked(S, F, P + (<usize>oF1w << 2), WTf1, r0, r1);
   else if (m == 5) {
     transpose(S, S, P + (<usize>oF2w << 2), WTf2, r0, r1);
-    packRows(S, S, P + (<usize>oF2w << 2), WPf2, r0, r1);
+    packRows(S, S, P + (<usize>oF2w << 2), S, WPf2, r0, r1);
   } else if (m == 6) {
     transpose(F, S, P + (<usize>oF3w << 2), WTf3, r0, r1);
-    packRows(F, S, P + (<usize>oF3w << 2), WPf3, r0, r1);
+    packRows(F, S, P + (<usize>oF3w << 2), S, WPf3, r0, r1);
   }
 }
 
@@ -1148,7 +1134,8 @@ export function forward(rows: i32, smooth: i32): void {
  * The all-reduce and AdamW of [start, end) in one pass (kernels in one shared memory): the gradient
  * is Σ_r w_r·g_r over the n (address, weight) pairs in TABLE, summed in rank order exactly as
  * reduceTerm's sequence does (w_0·g_0, then + w_r·g_r), then AdamW as adamw() — the same bits,
- * without writing the sum out and reading it back.
+ * without writing the sum out and reading it back. 1 − β comes from JS in double (1 − f32(0.999)
+ * is not f32(0.001)), as in PyTorch and the host AdamW.
  */
 export function reduceAdamw(n: i32, start: i32, end: i32, beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, decayFactor: f32, stepSize: f32, invSqrtBc2: f32, eps: f32): void {
   const b1 = f32x4.splat(beta1);
@@ -1196,33 +1183,8 @@ export function reduceAdamw(n: i32, start: i32, end: i32, beta1: f32, oneMinusBe
  * m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; p ← p·(1 − lr·wd) − (lr/bc1)·m/(√v/√bc2 + eps).
  */
 export function adamw(start: i32, end: i32, beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, decayFactor: f32, stepSize: f32, invSqrtBc2: f32, eps: f32): void {
-  // 1 − β comes from JS in double (1 − f32(0.999) is not f32(0.001)), as in PyTorch and the host AdamW.
-  const b1 = f32x4.splat(beta1);
-  const c1 = f32x4.splat(oneMinusBeta1);
-  const b2 = f32x4.splat(beta2);
-  const c2 = f32x4.splat(oneMinusBeta2);
-  const df = f32x4.splat(decayFactor);
-  const ss = f32x4.splat(stepSize);
-  const ib = f32x4.splat(invSqrtBc2);
-  const ep = f32x4.splat(eps);
-  let i = start;
-  for (; i + 4 <= end; i += 4) {
-    const o = <usize>i << 2;
-    const g = v128.load(G + o);
-    const m = f32x4.add(f32x4.mul(b1, v128.load(MOM + o)), f32x4.mul(c1, g));
-    const v = f32x4.add(f32x4.mul(b2, v128.load(VEL + o)), f32x4.mul(c2, f32x4.mul(g, g)));
-    v128.store(MOM + o, m);
-    v128.store(VEL + o, v);
-    const denom = f32x4.add(f32x4.mul(f32x4.sqrt(v), ib), ep);
-    v128.store(P + o, f32x4.sub(f32x4.mul(v128.load(P + o), df), f32x4.div(f32x4.mul(ss, m), denom)));
-  }
-  for (; i < end; i++) {
-    const o = <usize>i << 2;
-    const g = load<f32>(G + o);
-    const m = beta1 * load<f32>(MOM + o) + oneMinusBeta1 * g;
-    const v = beta2 * load<f32>(VEL + o) + oneMinusBeta2 * g * g;
-    store<f32>(MOM + o, m);
-    store<f32>(VEL + o, v);
-    store<f32>(P + o, load<f32>(P + o) * decayFactor - (stepSize * m) / (Mathf.sqrt(v) * invSqrtBc2 + eps));
-  }
+  // This kernel's own gradients as the one term of reduceAdamw's sum: 1·g is g, bit for bit.
+  store<u32>(TABLE, <u32>G);
+  store<f32>(TABLE, 1.0, 4);
+  reduceAdamw(1, start, end, beta1, oneMinusBeta1, beta2, oneMinusBeta2, decayFactor, stepSize, invSqrtBc2, eps);
 }
