@@ -195,6 +195,12 @@ export function checkBatch(batch: Float32Array, rows: number, fieldSize: number)
 }
 
 /** A flat array in layout order (parameters, moments, gradients) of the expected length. */
+/** Both moments of an optimiser state hold one value per parameter. */
+export function checkOptimizerState(state: OptimizerState, total: number): void {
+  checkLength('optimizer m', state.m, total);
+  checkLength('optimizer v', state.v, total);
+}
+
 export function checkLength(what: string, values: Float32Array, expected: number): void {
   if (values.length !== expected) {
     throw new QuadraError('SHAPE_MISMATCH', `${what}: expected ${expected} values in layout order, got ${values.length}`, {

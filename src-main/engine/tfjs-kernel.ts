@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendId, ModelConfig, OptimizerConfig } from '../../src-shared/engine-config';
 import { QuadraError } from '../../src-shared/errors';
-import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type SyncModelKernel, type OptimizerState } from './kernel';
+import { checkBatch, checkLength, checkOptimizerState, lossParts, type ForwardResult, type KernelMemory, type LossParts, type SyncModelKernel, type OptimizerState } from './kernel';
 import type { ParamEntry, ParamLayout } from './layout';
 import { lifBackward, lifForward, spikeLossHost, sumRows, transposeHost, SURROGATE_SLOPE, type LifParams } from './lif-host';
 import { dropoutMask, Rng } from './random';
@@ -255,8 +255,7 @@ export class TfjsKernel implements SyncModelKernel {
 
   setOptimizerState(state: OptimizerState): void {
     this.#assertAlive();
-    checkLength('optimizer m', state.m, this.layout.total);
-    checkLength('optimizer v', state.v, this.layout.total);
+    checkOptimizerState(state, this.layout.total);
     if (this.#host) {
       this.#host.m.set(state.m);
       this.#host.v.set(state.v);

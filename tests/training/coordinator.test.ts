@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { TrainingRun, type ProgressSnapshot, type StepResult } from '../../src-main/training/coordinator';
 import type { EngineSnapshot } from '../../src-main/training/protocol';
-import { firstBitDifference, maxAbsDiff } from '../helpers/engine';
-import { F, plan, runCapturing } from '../helpers/training';
+import { firstBitDifference } from '../helpers/engine';
+import { expectThreeWorkersEqualOne, F, plan, runCapturing } from '../helpers/training';
 import { isProcessAlive } from '../../src-main/hardware/process-identity';
 
 /** A worker's pid is alive (undefined: it never had one). */
@@ -31,14 +31,7 @@ describe('data-parallel training (real worker processes)', () => {
   });
 
   it('N workers at global batch B end where one worker at batch B ends (dropout 0, spike loss weight 0)', async () => {
-    const engine = { batchSize: 24, model: { dropout: 0, spikeLossWeight: 0 } };
-    const one = await runCapturing(plan({ workers: 1, mode: 'single', engine }));
-    const three = await runCapturing(plan({ workers: 3, engine }));
-    expect(one.outcome.step).toBe(three.outcome.step);
-    expect(maxAbsDiff(one.replicas[0]!.parameters, three.replicas[0]!.parameters)).toBeLessThanOrEqual(1e-5);
-    // And the run really moved the weights (the comparison is not between two untouched models).
-    const untouched = await runCapturing(plan({ workers: 1, mode: 'single', engine, epochs: 1, trainRows: new Uint32Array(24).map((_, i) => i) }));
-    expect(maxAbsDiff(one.replicas[0]!.parameters, untouched.replicas[0]!.parameters)).toBeGreaterThan(1e-4);
+    await expectThreeWorkersEqualOne(plan, { epochs: 1 });
   });
 
   it('multi-gpu mode starts one worker per GPU with CUDA_VISIBLE_DEVICES set to its index', async () => {

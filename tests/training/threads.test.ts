@@ -5,7 +5,7 @@ import type { TransportFactory, WorkerTransport } from '../../src-main/training/
 import { buildLayout } from '../../src-main/engine/layout';
 import { createSharedExchange, shardRanges, SharedExchangeClient } from '../../src-main/training/shared-exchange';
 import { firstBitDifference, maxAbsDiff } from '../helpers/engine';
-import { F, plan as basePlan, runCapturing } from '../helpers/training';
+import { expectThreeWorkersEqualOne, F, plan as basePlan, runCapturing } from '../helpers/training';
 
 // The simd backend trains in worker threads of this process, reducing gradients through one
 // SharedArrayBuffer; these are issue 3's DDP guarantees again, on that path.
@@ -38,13 +38,7 @@ describe('simd backend: data-parallel training in worker threads with a shared-m
   });
 
   it('N workers at global batch B end where one worker at batch B ends (dropout 0, spike loss weight 0)', async () => {
-    const engine = { batchSize: 24, model: { dropout: 0, spikeLossWeight: 0 } };
-    const one = await runCapturing(plan({ workers: 1, mode: 'single', engine }));
-    const three = await runCapturing(plan({ workers: 3, engine }));
-    expect(one.outcome.step).toBe(three.outcome.step);
-    expect(maxAbsDiff(one.replicas[0]!.parameters, three.replicas[0]!.parameters)).toBeLessThanOrEqual(1e-5);
-    const untouched = await runCapturing(plan({ workers: 1, mode: 'single', engine, trainRows: new Uint32Array(24).map((_, i) => i) }));
-    expect(maxAbsDiff(one.replicas[0]!.parameters, untouched.replicas[0]!.parameters)).toBeGreaterThan(1e-4);
+    await expectThreeWorkersEqualOne(plan);
   });
 
   it.each(['surrogate', 'none'] as const)(

@@ -3,6 +3,7 @@ import { QuadraError } from '../../../src-shared/errors';
 import {
   checkBatch,
   checkLength,
+  checkOptimizerState,
   lossParts,
   type ForwardResult,
   type GradientHooks,
@@ -378,8 +379,7 @@ export class SimdKernel implements SyncModelKernel {
 
   setOptimizerState(state: OptimizerState): void {
     this.#assertAlive();
-    checkLength('optimizer m', state.m, this.layout.total);
-    checkLength('optimizer v', state.v, this.layout.total);
+    checkOptimizerState(state, this.layout.total);
     this.#view(this.#x.momentsPtr(), this.layout.total).set(state.m);
     this.#view(this.#x.velocitiesPtr(), this.layout.total).set(state.v);
     this.#fieldStep = state.fieldStep;

@@ -1,7 +1,7 @@
 /// <reference types="@webgpu/types" />
 import type { BackendId, ModelConfig, OptimizerConfig } from '../../../src-shared/engine-config';
 import { QuadraError } from '../../../src-shared/errors';
-import { checkBatch, checkLength, lossParts, type ForwardResult, type KernelMemory, type LossParts, type ModelKernel, type OptimizerState , type LossScalerState } from '../kernel';
+import { checkBatch, checkLength, checkOptimizerState, lossParts, type ForwardResult, type KernelMemory, type LossParts, type ModelKernel, type OptimizerState, type LossScalerState } from '../kernel';
 import { entry, type ParamLayout } from '../layout';
 import { spikeLossHost } from '../lif-host';
 import { Rng } from '../random';
@@ -510,8 +510,7 @@ export class WebGpuKernel implements ModelKernel {
 
   async setOptimizerState(state: OptimizerState): Promise<void> {
     this.#assertAlive();
-    checkLength('optimizer m', state.m, this.layout.total);
-    checkLength('optimizer v', state.v, this.layout.total);
+    checkOptimizerState(state, this.layout.total);
     const m = this.#write(this.#regions.MOM, state.m);
     const v = this.#write(this.#regions.VEL, state.v);
     this.#fieldStep = state.fieldStep;
