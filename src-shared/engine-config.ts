@@ -25,12 +25,15 @@ const rate = (label: string, min: number, max: number) =>
     .refine((v) => v >= min && v <= max, { error: `${label} must be between ${min} and ${max}` });
 
 /** Model architecture: DESIGN.md §4, defaults in brackets there. */
+/** The most dropout the model takes (the schema's bound, and the wizard's hint). */
+export const MAX_DROPOUT = 0.95;
+
 export const ModelConfigSchema = z.object({
   fieldSize: positiveInt('fieldSize', 65_536).default(100),
   hiddenSize: positiveInt('hiddenSize', 16_384).default(256),
   spikingHiddenSize: positiveInt('spikingHiddenSize', 16_384).default(128),
   spikingSteps: positiveInt('spikingSteps', 1_000).default(10),
-  dropout: rate('dropout', 0, 0.95).default(0.1),
+  dropout: rate('dropout', 0, MAX_DROPOUT).default(0.1),
   spikeGradient: z.enum(SPIKE_GRADIENTS, { error: `spikeGradient must be one of ${SPIKE_GRADIENTS.join(', ')}` }).default('surrogate'),
   /** Weight of the spike regulariser in the loss (0.1 in the reference). */
   spikeLossWeight: rate('spikeLossWeight', 0, 1_000).default(0.1),

@@ -28,6 +28,3 @@ export function downloadFile(fileName: string, contents: string | Uint8Array<Arr
   // The download has started by now; the URL only has to outlive the click.
   setTimeout(() => URL.revokeObjectURL(url), 30_000);
 }
-
-/** Text files (benchmark results) download in both modes; in the desktop app Electron asks where, as for any download. */
-export const saveFile = downloadFile;
