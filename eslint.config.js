@@ -26,7 +26,7 @@ const layer = (files, { paths = [], regexes = [], ignores = [] }) => ({
 /** Files a page bundles (the webgpu worker in a hidden window): engine-core, the worker runtime, their helpers. */
 const BROWSER_SAFE = [
   'src-main/engine/{engine-core,kernel,layout,init,random,lif-host,precision,webgpu-device}.ts',
-  'src-main/training/{browser-worker,browser-worker-platform,message-port-channel,worker-runtime,protocol,shared-exchange,weighted-sum}.ts',
+  'src-main/training/{browser-worker,browser-worker-platform,message-port-channel,worker-runtime,protocol,shared-exchange,chunk-exchange,spin-wait,weighted-sum}.ts',
 ];
 
 /**

@@ -2,6 +2,7 @@ import { QuadraError } from '../../src-shared/errors';
 import type { OptimizerConfig } from '../../src-shared/engine-config';
 import type { StepPhase, StepPhases, UpdateChunk } from '../engine/kernel';
 import type { SimdSharedMemory } from '../engine/simd/shared-memory';
+import { SpinWait } from './spin-wait';
 
 /**
  * The all-reduce for kernels that live in one shared memory (simd worker threads; see
@@ -32,12 +33,6 @@ const NEXT_CHUNK = 3;
 const DONE_CHUNKS = 4;
 /** Then per parity, per rank: rows, ok flag. */
 const FLAGS = 8;
-/** Atomics.wait slice: a waiting worker checks the abort flag this often. */
-const WAIT_SLICE_MS = 200;
-/** A wait spins this long before it sleeps (a sleeping thread takes tens of µs to wake)… */
-const SPIN_MS = 0.1;
-/** …unless its last wait was longer than this (a loaded machine, or workers far apart). */
-const SPIN_SKIP_MS = 1;
 
 export function createChunkExchange(simd: SimdSharedMemory, fieldCount: number): ChunkExchangeLayout {
   const workers = simd.ownBases.length;
@@ -69,7 +64,7 @@ export class ChunkExchangeClient {
   #allTarget = 0;
   /** Chunk counter value where this step's chunks start (advances only with an applied update). */
   #chunkBase = 0;
-  #lastWaitMs = 0;
+  #waiter = new SpinWait();
 
   constructor(layout: ChunkExchangeLayout, rank: number) {
     this.layout = layout;
@@ -135,23 +130,18 @@ export class ChunkExchangeClient {
     this.#chunkBase = end;
   }
 
-  /** Waits until header[index] reaches target: a short spin, then Atomics.wait in slices that check the abort flag. */
+  /** Waits until header[index] reaches target (spin-wait.ts), giving up when the run is stopped. */
   #waitFor(index: number, target: number, phases?: StepPhases | null): void {
     const h = this.#header;
     if (reached(Atomics.load(h, index), target)) return;
-    const start = performance.now();
-    if (this.#lastWaitMs < SPIN_SKIP_MS) {
-      for (let i = 1; !reached(Atomics.load(h, index), target); i++) {
-        if ((i & 63) === 0 && performance.now() - start > SPIN_MS) break;
-      }
-    }
-    for (;;) {
-      const value = Atomics.load(h, index);
-      if (reached(value, target)) break;
-      if (Atomics.load(h, ABORT) === 1) throw new QuadraError('INTERNAL', `worker rank ${this.rank}: the run was stopped while waiting for the other workers' gradients`);
-      Atomics.wait(h, index, value, WAIT_SLICE_MS);
-    }
-    this.#lastWaitMs = performance.now() - start;
+    const start = this.#waiter.wait(
+      h,
+      index,
+      (value) => !reached(value, target),
+      () => {
+        if (Atomics.load(h, ABORT) === 1) throw new QuadraError('INTERNAL', `worker rank ${this.rank}: the run was stopped while waiting for the other workers' gradients`);
+      },
+    );
     if (phases) lap(phases, 'barrier', start);
   }
 }

@@ -6,7 +6,7 @@ import { EpochSampler, gatherRows, type LastBatch, type PlannedStep } from '../d
 import type { GpuSituation } from '../engine/backends';
 import type { LossParts, StepPhases } from '../engine/kernel';
 import type { EngineSnapshot, WorkerMemory } from './protocol';
-import { buildLayout } from '../engine/layout';
+import { buildLayout, type ParamLayout } from '../engine/layout';
 import { ADAPTER_ENV } from '../engine/webgpu-adapters';
 import { createExchange } from './file-exchange';
 import { abortSharedExchange, createSharedExchange, type SharedExchangeLayout } from './shared-exchange';
@@ -292,10 +292,11 @@ export class TrainingRun {
     }
     const workerConfig = { ...plan.config, batchSize: Math.max(1, Math.ceil(plan.config.batchSize / plan.workers)) };
     if (plan.workers > 1) {
-      const size = buildLayout(plan.config.model).total;
+      const layout = buildLayout(plan.config.model);
+      const size = layout.total;
       // The optimiser shards cover what it updates: everything, or the field part when the spiking network gets no gradient.
-      const updated = plan.config.model.spikeGradient === 'surrogate' ? size : buildLayout(plan.config.model).fieldCount;
-      if (factory.sharesMemory) this.#shared = chunkExchangeFor(plan, workerConfig.batchSize, updated) ?? createSharedExchange(plan.workers, size, updated);
+      const updated = plan.config.model.spikeGradient === 'surrogate' ? size : layout.fieldCount;
+      if (factory.sharesMemory) this.#shared = chunkExchangeFor(plan, layout, workerConfig.batchSize, updated) ?? createSharedExchange(plan.workers, size, updated);
       else this.#exchange = createExchange(plan.workers, size);
     }
     const exchange = this.#shared ?? (this.#exchange ? { kind: 'file' as const, file: this.#exchange.file, workers: this.#exchange.workers, size: this.#exchange.size } : null);
@@ -500,11 +501,10 @@ function transportFor(plan: TrainingPlan): TransportFactory {
 }
 
 /** simd threads whose kernels can share one memory: the chunk exchange (null: the slot exchange). */
-function chunkExchangeFor(plan: TrainingPlan, rowsPerWorker: number, updated: number): ChunkExchangeLayout | null {
+function chunkExchangeFor(plan: TrainingPlan, layout: ParamLayout, rowsPerWorker: number, updated: number): ChunkExchangeLayout | null {
   if (plan.backend !== 'simd' || plan.simdSharedMemory === false) return null;
   const probe = probeSimd();
   if (!probe.available) return null;
-  const layout = buildLayout(plan.config.model);
   const simd = planSimdSharedMemory(probe.module, plan.config.model, layout, plan.workers, rowsPerWorker, updated);
   return simd ? createChunkExchange(simd, layout.fieldCount) : null;
 }

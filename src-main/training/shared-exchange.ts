@@ -1,6 +1,7 @@
 import { QuadraError } from '../../src-shared/errors';
 import { MAX_SHARED_MEMORY_WORKERS } from '../../src-shared/run-config';
 import type { StepPhases } from '../engine/kernel';
+import { SpinWait, WAIT_SLICE_MS } from './spin-wait';
 import { weightedSum } from './weighted-sum';
 
 /**
@@ -37,12 +38,6 @@ const ARRIVED = 0;
 const GENERATION = 1;
 const ABORT = 2;
 const HEADER = 3;
-/** Atomics.wait slice: a waiting worker checks the abort flag this often. */
-const WAIT_SLICE_MS = 200;
-/** A blocking barrier spins this long before it sleeps… */
-const SPIN_MS = 0.1;
-/** …unless its last wait was longer than this (a loaded machine, or workers far apart). */
-const SPIN_SKIP_MS = 1;
 /** Shard boundaries fall on cache lines (16 floats), so two owners never write one line. */
 const SHARD_ALIGN = 16;
 
@@ -108,7 +103,7 @@ export class SharedExchangeClient {
   #header: Int32Array;
   #slots: Float32Array[][];
   /** How long this worker's last blocking barrier waited (ms). */
-  #lastWaitMs = 0;
+  #waiter = new SpinWait();
   /** ZeRO-1: the parameters every owner publishes its shard into. */
   readonly parameters: Float32Array;
   /** ZeRO-1: Adam's m and v, gathered from their owners for a snapshot. */
@@ -199,18 +194,7 @@ export class SharedExchangeClient {
   #barrier(): void {
     const generation = this.#enterBarrier();
     if (generation === null) return;
-    // Spin briefly before sleeping while the others have been arriving soon after this worker: a
-    // thread asleep in Atomics.wait waits for the scheduler to wake it (two workers on two idle
-    // cores: about +2% samples/s, within the noise). On a busy machine the waits grow past
-    // SPIN_SKIP_MS and spinning stops, so it does not take a core from a thread that would use it.
-    const arrived = performance.now();
-    if (this.#lastWaitMs < SPIN_SKIP_MS) {
-      for (let i = 1; Atomics.load(this.#header, GENERATION) === generation; i++) {
-        if ((i & 63) === 0 && performance.now() - arrived > SPIN_MS) break;
-      }
-    }
-    while (this.#stillWaiting(generation)) Atomics.wait(this.#header, GENERATION, generation, WAIT_SLICE_MS);
-    this.#lastWaitMs = performance.now() - arrived;
+    this.#waiter.wait(this.#header, GENERATION, (value) => value === generation, () => this.#checkAbort());
   }
 
   async #barrierAsync(): Promise<void> {
@@ -236,9 +220,12 @@ export class SharedExchangeClient {
   }
 
   #stillWaiting(generation: number): boolean {
-    const h = this.#header;
-    if (Atomics.load(h, GENERATION) !== generation) return false;
-    if (Atomics.load(h, ABORT) === 1) throw new QuadraError('INTERNAL', `worker rank ${this.rank}: the run was stopped while waiting for the other workers' gradients`);
+    if (Atomics.load(this.#header, GENERATION) !== generation) return false;
+    this.#checkAbort();
     return true;
+  }
+
+  #checkAbort(): void {
+    if (Atomics.load(this.#header, ABORT) === 1) throw new QuadraError('INTERNAL', `worker rank ${this.rank}: the run was stopped while waiting for the other workers' gradients`);
   }
 }
